@@ -1,0 +1,60 @@
+"""Prune files of options that were not chosen, then start a git repository.
+
+One table says which paths belong to which option value; no network is used.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+# (option, value) -> paths that exist only when the option has that value.
+ONLY_WHEN: dict[tuple[str, str], list[str]] = {
+    ("model", "torch"): [
+        "src/{package}/torch_model.py",
+        "tests/test_torch_model.py",
+    ],
+    ("deploy", "kubernetes"): ["deploy/k8s"],
+    ("gpu_runner", "self-hosted"): ["docs/self-hosted-runner.md"],
+}
+
+
+def paths_to_remove(answers: dict) -> list[str]:
+    """Paths owned by option values other than the chosen ones."""
+    removed = []
+    for (option, value), paths in ONLY_WHEN.items():
+        if answers[option] != value:
+            removed.extend(path.format(package=answers["package"]) for path in paths)
+    return removed
+
+
+def prune(root: Path, answers: dict) -> None:
+    for relative in paths_to_remove(answers):
+        path = root / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def git_init(root: Path) -> None:
+    """Start a repository (DVC needs one); skipped quietly when git is absent."""
+    if shutil.which("git") is None or (root / ".git").exists():
+        return
+    subprocess.run(["git", "init", "--quiet", "-b", "main", str(root)], check=False)
+
+
+def main(answers: dict) -> int:
+    root = Path.cwd()
+    prune(root, answers)
+    git_init(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(ANSWERS))

