@@ -92,9 +92,12 @@ def check_cron(value: str) -> str | None:
 
 
 def errors(answers: dict) -> list[str]:
+    project_error = check_project(answers["project"])
+    derived = answers["package"] == answers["project"].replace("-", "_")
     found = [
-        check_project(answers["project"]),
-        check_package(answers["package"]),
+        project_error,
+        # A package derived from a bad project name would only repeat the same problem.
+        None if project_error and derived else check_package(answers["package"]),
         *(check_choice(option, answers[option]) for option in CHOICES),
         check_cron(answers["retrain_schedule"]),
     ]

@@ -1,0 +1,125 @@
+"""Install and run baked projects end to end: setup, lint, test, DVC pipeline, MLflow registry.
+
+One bake per model family. These are the slow tests; each runs on its own xdist worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from bakery import bake, run, tool_env
+
+VENV = Path(sys.executable).parent.parent  # the template's venv serves every bake
+FAMILIES = {
+    "sklearn": {"project": "churn-model"},
+    "torch": {"project": "torch-churn", "model": "torch"},
+}
+
+
+def make(project: Path, *targets: str) -> str:
+    result = run(
+        ["make", *targets, f"VENV={VENV}", "UV_FLAGS=--no-deps"], cwd=project, env=tool_env(VENV)
+    )
+    return result.stdout + result.stderr
+
+
+def tree_digest(*paths: Path) -> dict[str, str]:
+    """Content hash of every file under ``paths``, to prove nothing changed."""
+    digests = {}
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+@pytest.fixture(scope="module")
+def lifecycle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A baked project after `make setup` and `make all` (lint, test, repro)."""
+    answers = FAMILIES[request.param]
+    project = bake(tmp_path_factory.mktemp(request.param), **answers)
+    git = ["git", "-c", "commit.gpgsign=false"]
+    make(project, "setup")
+    run([*git, "add", "-A"], cwd=project)
+    run([*git, "commit", "-qm", "baked"], cwd=project)
+    output = make(project, "all")
+    return request.param, project, output
+
+
+# One xdist group per family: the two bakes run side by side, each test reusing its bake.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize(
+        "lifecycle",
+        [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in FAMILIES],
+        indirect=True,
+    ),
+]
+
+
+def test_pipeline_writes_metrics_above_the_floor(lifecycle) -> None:
+    _, project, _ = lifecycle
+    metrics = json.loads((project / "metrics.json").read_text())
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert set(metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+    assert metrics["roc_auc"] >= params["evaluate"]["min_roc_auc"]
+    assert 0 < metrics["log_loss"] < 0.69  # better than a coin flip
+    for plot in ["roc", "precision_recall", "confusion"]:
+        assert (project / "reports" / "plots" / f"{plot}.csv").stat().st_size > 0
+        assert (project / "reports" / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_registry_has_challenger_with_lineage(lifecycle) -> None:
+    family, project, _ = lifecycle
+    from mlflow import MlflowClient
+
+    package = json.loads((project / ".cookiecutter.json").read_text())["package"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    version = client.get_model_version_by_alias(package, "challenger")
+    record = json.loads((project / "reports" / "registry.json").read_text())
+    assert version.version == record["version"] == "1"
+    tags = client.get_run(version.run_id).data.tags
+    head = run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
+    assert tags["git_commit"] == head
+    dvc_file = yaml.safe_load((project / "data" / "raw" / "churn.csv.dvc").read_text())
+    assert tags["dvc_data_md5"] == dvc_file["outs"][0]["md5"]
+    run_metrics = client.get_run(version.run_id).data.metrics
+    assert run_metrics == pytest.approx(json.loads((project / "metrics.json").read_text()))
+    assert client.get_run(version.run_id).data.params["train.model"] == family
+
+
+def test_second_repro_is_a_no_op(lifecycle) -> None:
+    _, project, _ = lifecycle
+    output = run(["dvc", "repro"], cwd=project, env=tool_env(VENV)).stdout
+    assert "Running stage" not in output
+    status = run(["dvc", "status"], cwd=project, env=tool_env(VENV)).stdout
+    assert "up to date" in status
+
+
+def test_broken_data_stops_at_validate_and_keeps_the_old_model(lifecycle) -> None:
+    """A user's file with a wrong dtype, a missing and an extra column never reaches train."""
+    _, project, _ = lifecycle
+    raw = project / "data" / "raw" / "churn.csv"
+    kept = [project / "models" / "model", project / "metrics.json", project / "reports" / "plots"]
+    before = tree_digest(*kept)
+    frame = pd.read_csv(raw)
+    broken = frame.drop(columns=["contract"]).assign(
+        tenure=frame["tenure"].astype(str) + "m", loyalty_tier="gold"
+    )
+    broken.to_csv(raw, index=False)
+    result = run(["dvc", "repro"], cwd=project, env=tool_env(VENV), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "failed to reproduce 'validate'" in output
+    for named in ["contract", "tenure", "loyalty_tier", "int64"]:
+        assert named in output
+    assert "Running stage 'train'" not in output
+    assert tree_digest(*kept) == before
+    report = json.loads((project / "reports" / "validation.json").read_text())
+    assert {p["column"] for p in report["problems"]} == {"contract", "tenure", "loyalty_tier"}
