@@ -83,7 +83,7 @@ def test_registry_has_challenger_with_lineage(lifecycle) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     version = client.get_model_version_by_alias(package, "challenger")
     record = json.loads((project / "reports" / "registry.json").read_text())
-    assert version.version == record["version"] == "1"
+    assert str(version.version) == record["version"] == "1"
     tags = client.get_run(version.run_id).data.tags
     head = run(["git", "rev-parse", "HEAD"], cwd=project).stdout.strip()
     assert tags["git_commit"] == head
