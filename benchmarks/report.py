@@ -34,7 +34,9 @@ def write_section(name: str, title: str, body: str) -> None:
         f"Measured {stamp} on {machine()} by `benchmarks/{name}.py`.\n\n{body.strip()}\n"
         f"<!-- {name}:end -->"
     )
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    pattern = re.compile(
+        rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S
+    )
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
     DOC.write_text(text)
 

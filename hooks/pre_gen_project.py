@@ -26,8 +26,13 @@ PROJECT_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 # (name, lowest, highest) of the five cron fields, in order.
-CRON_FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-               ("day of week", 0, 7)]
+CRON_FIELDS = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+]
 CRON_ATOM = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bakery import PRESETS, bake, combo_id, pairwise  # noqa: E402
+from bakery import PRESETS, bake, combo_id, pairwise
 
 COVERING = pairwise()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bakery import ROOT, bake, run, tool_env  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from bakery import ROOT, bake, run, tool_env
+from rich.console import Console
+from rich.table import Table
 
 console = Console()
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bakery import bake  # noqa: E402
+from bakery import bake
 
 TORCH = "torch==2.13.0"  # pip finds the CPU wheel on these machines; uv would fetch CUDA
 
@@ -30,8 +30,20 @@ def main() -> int:
         if has_torch.returncode != 0:
             subprocess.run([python, "-m", "pip", "install", "--quiet", TORCH], check=True)
         subprocess.run(
-            [args.venv / "bin" / "uv", "pip", "install", "--quiet", "--python", python,
-             "-r", project / "pyproject.toml", "--extra", "dev", "--extra", "torch"],
+            [
+                args.venv / "bin" / "uv",
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                python,
+                "-r",
+                project / "pyproject.toml",
+                "--extra",
+                "dev",
+                "--extra",
+                "torch",
+            ],
             check=True,
         )
     return 0

@@ -110,7 +110,9 @@ def test_every_python_toml_yaml_json_file_parses(baked) -> None:
 def test_ruff_clean(baked) -> None:
     _, project = baked
     for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
-        result = subprocess.run(command, cwd=project, capture_output=True, text=True, env=tool_env())
+        result = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, env=tool_env()
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -124,7 +126,9 @@ def test_options_reach_the_files_that_use_them(baked) -> None:
     remote = (project / ".dvc" / "config").read_text()
     scheme = {"local": "../../", "s3": "s3://", "gcs": "gs://", "azure": "azure://"}
     assert f"url = {scheme[recorded['dvc_remote']]}" in remote
-    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
     dvc = next(dep for dep in dependencies if dep.startswith("dvc"))
     assert (f"dvc[{recorded['dvc_remote']}]" in dvc) == (recorded["dvc_remote"] != "local")
     tracking = "sqlite:///mlflow.db" if recorded["mlflow_tracking"] == "local" else "127.0.0.1:5000"

@@ -10,7 +10,10 @@ from bakery import CHOICE_OPTIONS, COOKIECUTTER_JSON, ROOT, tool_env
 def test_mkdocs_builds_strict(tmp_path) -> None:
     result = subprocess.run(
         ["mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, env=tool_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "options" / "index.html").exists()
