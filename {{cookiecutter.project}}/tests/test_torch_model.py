@@ -1,0 +1,191 @@
+"""The torch family: determinism, save/load, device choice, early stopping, MLflow, GPU paths.
+
+Fits here use a few epochs on part of the real training split, so the file stays fast on a CPU.
+GPU tests are marked ``gpu`` and skip with a reason when torch sees no CUDA device.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from {{ cookiecutter.package }} import config
+from {{ cookiecutter.package }}.cli import app
+from {{ cookiecutter.package }}.data import write_table
+from {{ cookiecutter.package }}.evaluate import compute_metrics
+from {{ cookiecutter.package }}.model import load_model
+from {{ cookiecutter.package }}.torch_model import (
+    HISTORY_FILE,
+    WEIGHTS_FILE,
+    TorchModel,
+    autocast_dtype,
+    resolve_device,
+    resolve_threads,
+    resolve_workers,
+)
+from {{ cookiecutter.package }}.train import inputs, labels
+
+NO_GPU = "needs a CUDA GPU: torch.cuda.is_available() is False on this machine"
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
+
+
+@pytest.fixture(scope="module")
+def sample(splits, params: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """Part of the real training split: enough signal to learn, small enough to be quick."""
+    frame = splits[0].sample(n=1500, random_state=0)
+    return inputs(frame), labels(frame, params)
+
+
+def quick(params: dict, **overrides) -> dict:
+    return {**params["train"]["torch"], "max_epochs": 3, "device": "cpu", **overrides}
+
+
+def fit(params: dict, sample, seed: int = 7, **overrides) -> TorchModel:
+    return TorchModel(quick(params, **overrides), seed).fit(*sample)
+
+
+def test_same_seed_gives_identical_model_on_cpu(params, sample, records) -> None:
+    first, second = fit(params, sample), fit(params, sample)
+    np.testing.assert_array_equal(first.predict_proba(records), second.predict_proba(records))
+    assert first.history == second.history
+    refit = second.fit(*sample)  # fitting the same instance again starts from scratch
+    np.testing.assert_array_equal(refit.predict_proba(records), first.predict_proba(records))
+    assert refit.history == first.history
+    other = fit(params, sample, seed=8)
+    assert not np.array_equal(other.predict_proba(records), first.predict_proba(records))
+
+
+def test_fit_leaves_global_torch_state_as_it_found_it(params, sample) -> None:
+    rng = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    fit(params, sample, max_epochs=1)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_save_load_round_trip_gives_identical_predictions(params, sample, records, tmp_path):
+    model = fit(params, sample)
+    model.save(tmp_path / "model")
+    for name in [WEIGHTS_FILE, "preprocessor.joblib", HISTORY_FILE, "meta.json"]:
+        assert (tmp_path / "model" / name).is_file(), name
+    loaded = load_model(tmp_path / "model")
+    assert isinstance(loaded, TorchModel)
+    np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
+    assert loaded.history == model.history
+
+
+def test_untrained_model_says_what_to_do(params, records, tmp_path) -> None:
+    model = TorchModel(quick(params), seed=1)
+    with pytest.raises(ValueError, match="fit"):
+        model.predict_proba(records)
+    with pytest.raises(ValueError, match="fit"):
+        model.save(tmp_path)
+
+
+def test_device_selection() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        resolve_device("tpu")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+        return
+    with pytest.raises(ValueError, match=r"train.torch.device is 'cuda'.*'auto' or 'cpu'"):
+        resolve_device("cuda")
+
+
+def test_cpu_runs_in_fp32_and_without_worker_processes() -> None:
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, enabled=True) is None
+    assert resolve_workers("auto", cpu) == 0
+    assert resolve_workers(2, cpu) == 2
+    assert resolve_threads(1) == 1
+    for bad in ["many", -1, 1.5, True]:
+        with pytest.raises(ValueError, match="num_workers"):
+            resolve_workers(bad, cpu)
+    for bad in [0, "all"]:
+        with pytest.raises(ValueError, match="cpu_threads"):
+            resolve_threads(bad)
+
+
+def test_epoch_settings_below_one_are_named(params, sample) -> None:
+    for name in ["max_epochs", "patience"]:
+        with pytest.raises(ValueError, match=f"train.torch.{name} is 0"):
+            fit(params, sample, **{name: 0})
+
+
+def test_early_stopping_stops_when_validation_loss_stalls(params, sample) -> None:
+    """Shuffled labels carry no signal, so the validation loss soon stops improving."""
+    frame, truth = sample
+    noise = np.random.default_rng(0).permutation(truth)
+    model = TorchModel(quick(params, max_epochs=100, patience=3, learning_rate=0.01), 3)
+    history = model.fit(frame, noise).history
+    assert history.stopped_early
+    assert history.epochs == history.best_epoch + 3 < 100
+    assert history.best_epoch == int(np.argmin(history.val_loss)) + 1
+
+
+def test_epoch_losses_go_to_the_active_mlflow_run(params, sample, tmp_path) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        model = fit(params, sample)
+    client = mlflow.MlflowClient()
+    logged = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [point.step for point in logged] == [1, 2, 3]
+    assert [point.value for point in logged] == pytest.approx(model.history.val_loss)
+
+
+def test_bad_device_in_params_is_one_error_line(
+    tmp_path: Path, monkeypatch, params: dict, splits
+) -> None:
+    settings = json.loads(json.dumps(params))
+    settings["train"]["model"] = "torch"
+    settings["train"]["torch"]["device"] = "gpu"
+    (tmp_path / "params.yaml").write_text(json.dumps(settings))  # JSON is valid YAML
+    monkeypatch.chdir(tmp_path)
+    write_table(splits[0], config.TRAIN_SPLIT)
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 1
+    assert "ERROR:" in result.output and "train.torch.device is 'gpu'" in result.output
+    assert "Traceback" not in result.output
+    assert not config.MODEL_DIR.exists()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_training_uses_mixed_precision_and_clears_the_floor(params, splits) -> None:
+    train, test = splits
+    settings = {**params["train"]["torch"], "device": "cuda", "mixed_precision": True}
+    model = TorchModel(settings, params["seed"]).fit(inputs(train), labels(train, params))
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert model.history.precision == expected
+    assert model.history.device == torch.cuda.get_device_name(0)
+    scores = model.predict_proba(inputs(test))[:, 1]
+    values = compute_metrics(labels(test, params), scores, params["evaluate"]["threshold"])
+    assert values["roc_auc"] >= params["evaluate"]["min_roc_auc"], values
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_model_saved_then_loaded_on_cpu_predicts_the_same(
+    params, sample, records, tmp_path
+) -> None:
+    model = fit(params, sample, device="cuda", num_workers="auto")
+    assert autocast_dtype(torch.device("cuda"), enabled=False) is None
+    model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
