@@ -1,0 +1,68 @@
+"""Get a bento build ready: the chosen model into BentoML's store, the runtime versions pinned.
+
+`make build` runs this (``{{ cookiecutter.package }} prepare-bento``) and then ``bentoml build``
+with the bentofile written here: the service declares the stored model, so the bento carries
+it, and the container installs exactly the library versions the model was trained with (a
+pickled sklearn pipeline only promises to load in the version that wrote it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import yaml
+
+from {{ cookiecutter.package }}.model_source import ModelInfo, export
+from {{ cookiecutter.package }}.registry import RUNTIME_PACKAGES
+
+BENTO_MODEL = "{{ cookiecutter.package }}"
+BENTOFILE = Path("bentofile.yaml")
+BUILD_BENTOFILE = Path("build/bentofile.yaml")
+# What the service imports besides the model's own libraries.
+SERVICE_PACKAGES = ["pyarrow", "pyyaml", "threadpoolctl"]
+
+
+def pins(packages: list[str]) -> list[str]:
+    """``name==version`` for each installed package; a missing one is a clear error."""
+    lines = []
+    for name in packages:
+        try:
+            lines.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            raise ValueError(
+                f"{name} is not installed here, so its version cannot be pinned: run `make setup`"
+            ) from None
+    return lines
+
+
+def write_bentofile(source: Path = BENTOFILE, target: Path = BUILD_BENTOFILE) -> Path:
+    """``source`` with python.packages pinned to what is installed here."""
+    if not source.exists():
+        raise FileNotFoundError(f"{source} not found: run this from the project root")
+    config = yaml.safe_load(source.read_text())
+    config.setdefault("python", {})["packages"] = pins(
+        sorted(set(RUNTIME_PACKAGES + SERVICE_PACKAGES))
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# Written by `make build` from {source}; edit that file instead.\n"
+    target.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
+def prepare(
+    model_dir: Path | None = None, model_version: str | None = None, alias: str | None = None
+) -> tuple[str, ModelInfo]:
+    """Store the chosen model as BentoML model ``BENTO_MODEL``; returns its tag and origin."""
+    import bentoml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = Path(scratch) / "model"
+        info = export(exported, model_dir, model_version, alias)
+        labels = {"source": info.source, "model_version": info.version, "alias": info.alias}
+        with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=info.to_dict()) as stored:
+            shutil.copytree(exported, stored.path, dirs_exist_ok=True)
+    write_bentofile()
+    return str(stored.tag), info

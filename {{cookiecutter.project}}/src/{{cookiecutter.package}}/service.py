@@ -1,0 +1,333 @@
+"""The online service: BentoML 1.4, enforcing the data contract on every request.
+
+Endpoints (POST, JSON): ``/predict`` takes one record (a JSON object), ``/predict_batch`` a
+JSON array of records. A record that breaks the contract in schema.py gets a 422 whose body
+names every problem (field, what was expected, what arrived); a body that is not JSON gets
+BentoML's 400; a body over ``SERVE_MAX_BODY_BYTES`` gets a 413. BentoML adds ``/healthz``,
+``/readyz`` and ``/metrics``; the metrics below add the prediction distribution, rejections by
+reason and the served model version. docs/serving.md has examples.
+
+Run it with ``make serve`` (model from the MLflow registry) or serve a built bento.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+from starlette.responses import JSONResponse
+
+from {{ cookiecutter.package }}.model import ChurnModel
+from {{ cookiecutter.package }}.model_source import (
+    ModelInfo,
+    ModelNotFound,
+    from_dir,
+    from_environment,
+    from_registry,
+)
+from {{ cookiecutter.package }}.records import contract, problem_dicts
+from {{ cookiecutter.package }}.schema import Problem
+
+BENTO_MODEL = "{{ cookiecutter.package }}"
+MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+MAX_RECORDS = int(os.environ.get("SERVE_MAX_RECORDS", "10000"))
+# Rows per model call when many requests wait at once; larger batches amortise pandas overhead.
+MAX_BATCH_ROWS = int(os.environ.get("SERVE_MAX_BATCH_ROWS", "256"))
+
+log = logging.getLogger(__name__)
+
+# Metric names are shared by every project baked from the template, so dashboards, the canary
+# analysis and drift checks can rely on them.
+SCORES = bentoml.metrics.Histogram(
+    name="model_prediction_score",
+    documentation="Predicted probability of the positive class, per record",
+    labelnames=["model_version"],
+    buckets=[round(0.05 * step, 2) for step in range(1, 20)],
+)
+PREDICTIONS = bentoml.metrics.Counter(
+    name="model_predictions",
+    documentation="Predicted records by class (threshold from params.yaml evaluate.threshold)",
+    labelnames=["model_version", "label"],
+)
+REJECTED = bentoml.metrics.Counter(
+    name="model_rejected_requests",
+    documentation="Requests refused before prediction, by reason (one count per reason)",
+    labelnames=["reason"],
+)
+MODEL_INFO = bentoml.metrics.Gauge(
+    name="model_info",
+    documentation="The served model: always 1, the labels say which one",
+    labelnames=["model_name", "model_version", "alias", "source"],
+    multiprocess_mode="livemax",
+)
+
+# Problem.check -> the reason label of REJECTED; any other check is a value out of its rules.
+REASONS = {
+    "missing column": "missing_field",
+    "extra column": "extra_field",
+    "dtype": "wrong_type",
+    "not_nullable": "null_value",
+}
+
+
+def reason(problem: Problem) -> str:
+    if problem.check in REASONS:
+        return REASONS[problem.check]
+    return "unknown_category" if problem.check.startswith("isin") else "out_of_range"
+
+
+def refusal(
+    status: int, error: str, problems: Sequence[Problem] = (), why: str = ""
+) -> JSONResponse:
+    """A 4xx body: one sentence, then every problem as field / check / expected / received."""
+    for name in {reason(problem) for problem in problems} or {why}:
+        REJECTED.labels(reason=name).inc()
+    body: dict[str, Any] = {"error": error, "problems": problem_dicts(problems)}
+    if problems:
+        body["expected"] = contract().describe()
+    return JSONResponse(body, status_code=status)
+
+
+def contract_error(problems: Sequence[Problem]) -> JSONResponse:
+    sentences = "; ".join(problem.sentence() for problem in problems[:10])
+    more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+    return refusal(
+        422,
+        f"the request breaks the data contract ({len(problems)} problem(s)): {sentences}{more}",
+        problems,
+    )
+
+
+class RequestGuard:
+    """ASGI middleware in front of the API: refuse what must never reach a handler.
+
+    Bodies over ``max_bytes`` get a 413 before they are read in full; bodies that are not JSON
+    get a 400 that says where parsing failed (BentoML itself would answer those with a 500).
+    Any content type is read as JSON, so ``curl -d @record.json`` works without a header.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = paths
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self.refuse(scope, receive, send, length.decode("latin-1"))
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:  # chunked uploads carry no length up front
+                await self.refuse(scope, receive, send, f"more than {self.max_bytes}")
+                return
+            if not message.get("more_body", False):
+                break
+        try:
+            json.loads(body)
+        except ValueError as error:
+            response = refusal(
+                400,
+                f"the request body is not valid JSON ({error}); send one JSON object per "
+                "record, e.g. curl -H 'Content-Type: application/json' -d @record.json",
+                why="malformed_json",
+            )
+            await response(scope, receive, send)
+            return
+        headers[b"content-type"] = b"application/json"
+        scope = {**scope, "headers": list(headers.items())}
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, scope: dict, receive: Callable, send: Callable, size: str) -> None:
+        response = refusal(
+            413,
+            f"the request body is {size} bytes; the limit is {self.max_bytes} "
+            "(SERVE_MAX_BODY_BYTES). Send fewer records per request, or use batch prediction "
+            "(`predict --input FILE`) for files.",
+            why="too_large",
+        )
+        await response(scope, receive, send)
+
+
+class Batcher:
+    """Adaptive batching for already-validated records, across concurrent requests.
+
+    While the model scores one batch, new requests queue; the next call takes all of them (up
+    to ``max_rows``). An idle service therefore answers a lone request at once, with no batching
+    window to wait out, and a busy one pays the pandas and sklearn overhead once per batch
+    instead of once per request. BentoML's ``batchable=True`` merges request bodies before the
+    API function sees them, so one bad record would fail its neighbours' requests; batching
+    after validation keeps every error with its own request.
+    """
+
+    def __init__(self, score: Callable[[list[Mapping[str, Any]]], np.ndarray], max_rows: int):
+        self.score = score
+        self.max_rows = max_rows
+        # One model thread: batches run one at a time anyway, and OpenMP thread limits are
+        # per calling thread, so this one is limited once, when it starts.
+        self.executor = ThreadPoolExecutor(1, "model", initializer=limit_model_threads)
+        self.waiting: deque[tuple[Sequence[Mapping[str, Any]], asyncio.Future]] = deque()
+        self.task: asyncio.Task | None = None
+
+    async def __call__(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((records, future))
+        if self.task is None:
+            self.task = asyncio.create_task(self.drain())
+        return await future
+
+    async def drain(self) -> None:
+        try:
+            while self.waiting:
+                batch = [self.waiting.popleft()]
+                rows = len(batch[0][0])
+                while self.waiting and rows + len(self.waiting[0][0]) <= self.max_rows:
+                    batch.append(self.waiting.popleft())
+                    rows += len(batch[-1][0])
+                records = [record for part, _ in batch for record in part]
+                try:
+                    scores = await asyncio.get_running_loop().run_in_executor(
+                        self.executor, self.score, records
+                    )
+                except Exception as error:  # the model failed: every waiting request learns why
+                    for _, future in batch:
+                        future.set_exception(error)
+                    continue
+                start = 0
+                for part, future in batch:
+                    if not future.cancelled():
+                        future.set_result(scores[start : start + len(part)])
+                    start += len(part)
+        finally:
+            self.task = None
+
+
+def load_served_model(bento: Any) -> tuple[ChurnModel, ModelInfo]:
+    """SERVE_MODEL_* first; else the model packed in the bento; else the MLflow registry."""
+    chosen = from_environment()
+    if chosen is not None:
+        return chosen
+    if bento is not None:
+        tags = [model.tag for model in bento.info.all_models if model.tag.name == BENTO_MODEL]
+        if not tags:
+            raise ModelNotFound(f"bento {bento.tag} carries no model: build it with `make build`")
+        return from_dir(Path(bentoml.models.get(tags[0]).path))
+    return from_registry()
+
+
+def _in_model_store(name: str) -> bool:
+    try:
+        bentoml.models.get(name)
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
+def limit_model_threads() -> None:
+    # One OpenMP thread per model call: requests already run side by side, and a thread team
+    # per single-row call costs more than the prediction itself (far more on a busy host).
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(os.environ.get("SERVE_MODEL_THREADS", "1")))
+
+
+@bentoml.service(
+    name="{{ cookiecutter.package | replace('_', '-') }}",
+    workers=int(os.environ.get("SERVE_WORKERS", "1")),
+    traffic={"timeout": 30, "max_concurrency": 1024},
+    logging={"access": {"enabled": os.environ.get("SERVE_ACCESS_LOG", "0") == "1"}},
+)
+class ChurnService:
+    """Churn probability for customer records that keep the data contract."""
+
+    # `make build` puts the chosen model in BentoML's model store, and declaring it here packs
+    # it into the bento. Declared only when present: a dev `bentoml serve` needs no store entry.
+    if _in_model_store(BENTO_MODEL):
+        bento_model = bentoml.models.BentoModel(BENTO_MODEL)
+
+    def __init__(self) -> None:
+        self.model, self.info = load_served_model(getattr(ChurnService, "bento", None))
+        self.contract = contract()
+        self.batcher = Batcher(self.score, MAX_BATCH_ROWS)
+        MODEL_INFO.labels(
+            model_name=self.info.name,
+            model_version=self.info.version,
+            alias=self.info.alias,
+            source=self.info.source,
+        ).set(1)
+        log.info("serving %s", json.dumps(self.info.to_dict()))
+
+    def score(self, records: list[Mapping[str, Any]]) -> np.ndarray:
+        frame = self.contract.to_frame(records)
+        scores = self.model.predict_proba(frame)[:, 1]
+        version = self.info.version
+        churned = int((scores >= self.info.threshold).sum())
+        histogram = SCORES.labels(model_version=version)
+        for value in scores:
+            histogram.observe(float(value))
+        PREDICTIONS.labels(model_version=version, label="churn").inc(churned)
+        PREDICTIONS.labels(model_version=version, label="stay").inc(len(scores) - churned)
+        return scores
+
+    def answer(self, score: float) -> dict[str, Any]:
+        return {
+            "churn_probability": float(score),
+            "churn": bool(score >= self.info.threshold),
+            "model_version": self.info.version,
+        }
+
+    @bentoml.api(route="/predict")
+    async def predict(self, record: dict[str, Any], /) -> dict[str, Any]:
+        """One customer record (a JSON object with every contract field) -> its prediction."""
+        problems = self.contract.check_record(record)
+        if problems:
+            return contract_error(problems)
+        scores = await self.batcher([record])
+        return self.answer(scores[0])
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, records: list[dict[str, Any]], /) -> dict[str, Any]:
+        """A JSON array of records -> one prediction each, in order; any bad record fails all."""
+        if len(records) > MAX_RECORDS:
+            return refusal(
+                413,
+                f"{len(records)} records; the limit is {MAX_RECORDS} per request "
+                "(SERVE_MAX_RECORDS). Split the request, or use batch prediction.",
+                why="too_many_records",
+            )
+        problems = self.contract.check_records(records)
+        if problems:
+            return contract_error(problems)
+        scores = await self.batcher(records) if records else []
+        return {"predictions": [self.answer(score) for score in scores]}
+
+
+ChurnService.add_asgi_middleware(
+    RequestGuard, max_bytes=MAX_BODY_BYTES, paths=("/predict", "/predict_batch")
+)

@@ -1,0 +1,106 @@
+"""The compiled contract (records.py) agrees with pandera, only faster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+from bad_records import FIELDS, broken_records, valid_records
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import frames
+
+from {{ cookiecutter.package }}.records import Contract, contract
+from {{ cookiecutter.package }}.schema import FEATURES, ContractError, ModelInput, validate
+
+SETTINGS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+SCHEMA = ModelInput.to_schema()
+
+
+def pandera_columns(frame: pd.DataFrame) -> set[str]:
+    """Columns pandera names when ``frame`` breaks the contract (empty when it keeps it)."""
+    try:
+        validate(frame)
+    except ContractError as error:
+        return {problem.column for problem in error.problems}
+    return set()
+
+
+@SETTINGS
+@given(frame=frames(SCHEMA, max_size=8))
+def test_valid_frames_pass_both_checks(frame: pd.DataFrame) -> None:
+    assert pandera_columns(frame) == set()
+    records = frame.astype(object).to_dict("records")
+    records = [{k: None if v != v else v for k, v in r.items()} for r in records]
+    assert contract().check_records(records) == []
+    assert contract().check_frame(frame).valid.all()
+
+
+@SETTINGS
+@given(case=broken_records())
+def test_broken_records_are_rejected_by_both_naming_the_same_field(case) -> None:
+    record, name, how = case
+    fast = {problem.column for problem in contract().check_record(record)}
+    assert fast == {name}, how
+    assert name in pandera_columns(pd.DataFrame([record])), how
+
+
+@SETTINGS
+@given(case=broken_records(), size=st.integers(1, 6), data=st.data())
+def test_broken_cells_in_a_chunk_fail_only_their_row(case, size: int, data) -> None:
+    record, name, how = case
+    if how in {"missing", "extra"}:
+        return  # whole-column problems of files are handled before rows are checked
+    good = [data.draw(valid_records()) for _ in range(size)]
+    at = data.draw(st.integers(0, size))
+    chunk = pd.DataFrame([*good[:at], record, *good[at:]], columns=FIELDS)
+    verdict = contract().check_frame(chunk)
+    assert verdict.valid.tolist() == [row != at for row in range(size + 1)], how
+    assert verdict.reasons[0].startswith(f"{name}: expected"), verdict.reasons
+    assert name in pandera_columns(chunk.iloc[[at]].reset_index(drop=True)), how
+    # The valid rows come back typed as the contract says: pandera accepts them as they are.
+    assert len(validate(verdict.frame)) == size
+
+
+def test_every_problem_is_named_with_expected_and_received() -> None:
+    checker = contract()
+    record = {name: None for name in FEATURES} | {"tenure": "72", "feature_c": 1.5}
+    del record["contract"]
+    problems = {p.column: p for p in checker.check_record(record)}
+    assert problems["tenure"].expected == "int64 (a whole number)"
+    assert problems["tenure"].received == "'72' (str)"
+    assert problems["feature_c"].check == "extra column"
+    assert problems["contract"].check == "missing column"
+    assert problems["female"].check == "not_nullable"
+    assert "total_charges" not in problems  # nullable: None is a valid value there
+
+
+def test_json_numbers_fill_float_fields_but_not_int_fields(records: pd.DataFrame) -> None:
+    record = records.astype(object).iloc[0].to_dict()
+    assert contract().check_record(record | {"monthly_charges": 70}) == []
+    for value in (3.0, True, "3"):
+        (problem,) = contract().check_record(record | {"tenure": value})
+        assert (problem.column, problem.check) == ("tenure", "dtype")
+
+
+def test_to_frame_gives_the_model_what_training_gave_it(trained, records: pd.DataFrame) -> None:
+    as_json = records.astype(object).to_dict("records")
+    frame = contract().to_frame(as_json)
+    assert list(frame.columns) == FEATURES
+    assert len(validate(frame)) == len(records)
+    np.testing.assert_array_equal(trained.predict_proba(frame), trained.predict_proba(records))
+
+
+def test_checks_it_cannot_compile_still_run_through_pandera() -> None:
+    schema = pa.DataFrameSchema(
+        {"code": pa.Column(str, pa.Check.str_length(min_value=2)), "n": pa.Column(int)}
+    )
+    checker = Contract(schema)
+    assert checker.check_record({"code": "ab", "n": 1}) == []
+    (problem,) = checker.check_record({"code": "a", "n": 1})
+    assert problem.column == "code" and "str_length" in problem.check
+    with pytest.raises(TypeError, match=r"records\.py cannot compile column 'when'"):
+        Contract(pa.DataFrameSchema({"when": pa.Column("datetime64[ns]")}))
