@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import httpx
 from bakery import ROOT, bake, run, tool_env
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +32,63 @@ def step(title: str, command: list[str], cwd: Path, env: dict[str, str]) -> str:
         result = run(command, cwd=cwd, env=env)
     console.print(f"[green]✓[/] {title} [dim]{time.perf_counter() - started:.0f}s[/]")
     return result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def one_test_record(project: Path, env: dict[str, str]) -> dict:
+    """A real holdout row, as a client would send it (JSON types, nulls for missing)."""
+    script = (
+        "import json, pandas as pd; from {pkg}.schema import FEATURES; "
+        "row = pd.read_parquet('data/processed/test.parquet')[FEATURES].astype(object).iloc[0]; "
+        "print(json.dumps({{k: (None if v != v else v) for k, v in row.to_dict().items()}}))"
+    )
+    package = json.loads((project / ".cookiecutter.json").read_text())["package"]
+    output = run(["python", "-c", script.format(pkg=package)], cwd=project, env=env).stdout
+    return json.loads(output)
+
+
+def serve_and_ask(project: Path, make: list[str], env: dict[str, str]) -> None:
+    """Serve the built bento on a free loopback port; one good and one bad request."""
+    port = free_port()
+    server = subprocess.Popen(
+        [*make, "serve-bento", f"PORT={port}"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with console.status(f"[bold]bentoml serve[/] on {base}"):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None:
+                    raise SystemExit("ERROR: the bento server exited; run `make serve-bento` there")
+                time.sleep(0.5)
+            else:
+                raise SystemExit("ERROR: the bento server did not become ready in 120 s")
+        record = one_test_record(project, env)
+        good = httpx.post(f"{base}/predict", json=record, timeout=30)
+        bad_record = dict(record, tenure=str(record["tenure"]), feature_c=1.5)
+        bad = httpx.post(f"{base}/predict", json=bad_record, timeout=30)
+        console.print(f"[green]✓[/] served the bento on {base}")
+        console.print(f"  POST /predict (valid customer)     -> {good.status_code} {good.text}")
+        console.print(f"  POST /predict (tenure as text, extra feature_c) -> {bad.status_code}")
+        console.print(f"  {bad.text}", highlight=False, markup=False)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def summary(project: Path) -> None:
@@ -79,6 +141,8 @@ def main() -> int:
     run(["git", "-c", "commit.gpgsign=false", "commit", "-qm", "baked"], cwd=project, env=env)
     step("lint and test (make lint test)", [*make, "lint", "test"], project, env)
     step("DVC pipeline and MLflow registry (make repro)", [*make, "repro"], project, env)
+    step("BentoML bento, offline (make build)", [*make, "build"], project, env)
+    serve_and_ask(project, make, env)
     summary(project)
     return 0
 
