@@ -10,32 +10,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
 
 from {{ cookiecutter.package }}.model_source import ModelInfo, export
-from {{ cookiecutter.package }}.registry import RUNTIME_PACKAGES
+from {{ cookiecutter.package }}.registry import RUNTIME_PACKAGES, pins
 
 BENTO_MODEL = "{{ cookiecutter.package }}"
 BENTOFILE = Path("bentofile.yaml")
 BUILD_BENTOFILE = Path("build/bentofile.yaml")
 # What the service imports besides the model's own libraries.
 SERVICE_PACKAGES = ["pyarrow", "pyyaml", "threadpoolctl"]
-
-
-def pins(packages: list[str]) -> list[str]:
-    """``name==version`` for each installed package; a missing one is a clear error."""
-    lines = []
-    for name in packages:
-        try:
-            lines.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            raise ValueError(
-                f"{name} is not installed here, so its version cannot be pinned: run `make setup`"
-            ) from None
-    return lines
 
 
 def write_bentofile(source: Path = BENTOFILE, target: Path = BUILD_BENTOFILE) -> Path:

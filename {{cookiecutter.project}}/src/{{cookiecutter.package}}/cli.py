@@ -152,6 +152,120 @@ def infer_schema(
     console.print(f"draft schema for {len(frame.columns)} columns -> {output}")
 
 
+@app.command()
+@friendly
+def explain() -> None:
+    """DVC stage: permutation importance of each input column on the holdout."""
+    from {{ cookiecutter.package }}.explain import run
+
+    record = run(config.load_params(), config.MODEL_DIR, config.TEST_SPLIT, config.IMPORTANCE)
+    top = next(iter(record["features"]), "-")
+    console.print(
+        f"importance of {len(record['features'])} columns -> {config.IMPORTANCE}; top {top}"
+    )
+
+
+@app.command()
+@friendly
+def report(
+    base: Annotated[str, typer.Option(help="git ref to compare with, e.g. origin/main")] = "main",
+    output: Annotated[Path, typer.Option(help="markdown file to write")] = config.REPORT,
+    images: Annotated[
+        str, typer.Option(help="embed: link the PNGs in place; link: point to the CI artifact")
+    ] = "embed",
+) -> None:
+    """Model report vs a base git ref: metrics, params, plots, importance, data, training."""
+    from {{ cookiecutter.package }}.report import ImageMode, build
+
+    if images not in ImageMode.__members__:
+        raise UserError(f"--images {images!r} is not one of {sorted(ImageMode.__members__)}")
+    verdict = build(config.load_params(), base, output, config.REPORT_ASSETS, ImageMode(images))
+    # soft_wrap: one line per message in CI logs, whatever the terminal width.
+    message = f"wrote {output} (vs {base}); quality gate {verdict.line()}"
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def gate(
+    base: Annotated[str, typer.Option(help="git ref to compare with, e.g. origin/main")] = "main",
+) -> None:
+    """Quality check: exit 1 when the primary metric regresses vs --base beyond params.yaml."""
+    import json
+
+    from {{ cookiecutter.package }}.gate import check
+    from {{ cookiecutter.package }}.report import base_metrics
+
+    if not config.METRICS.exists():
+        raise UserError(f"{config.METRICS} not found: run `make repro` first")
+    verdict = check(
+        config.load_params(), json.loads(config.METRICS.read_text()), base_metrics(base)
+    )
+    if not verdict.passed:
+        raise UserError(f"quality gate failed against {base}: {verdict.reason}")
+    console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False, soft_wrap=True)
+
+
+def _chosen_model(model_dir: Path | None, model_version: str | None, alias: str | None):
+    """--model-dir, --model-version or --alias; else SERVE_MODEL_*; else champion/challenger."""
+    from {{ cookiecutter.package }} import model_source
+
+    if model_dir is not None:
+        return model_source.from_dir(model_dir)
+    if model_version or alias:
+        return model_source.from_registry(model_version, (alias,) if alias else ())
+    return model_source.from_environment() or model_source.from_registry()
+
+
+ModelDir = Annotated[Path | None, typer.Option(help="a saved model directory, e.g. models/model")]
+ModelVersion = Annotated[str | None, typer.Option(help="a registered MLflow model version")]
+Alias = Annotated[
+    str | None, typer.Option(help="an MLflow alias (default: champion, else challenger)")
+]
+
+
+@app.command()
+@friendly
+def predict(
+    input: Annotated[Path, typer.Option("--input", "-i", help="records: .csv or .parquet")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="predictions: .csv or .parquet")],
+    rejected: Annotated[
+        Path | None, typer.Option(help="rows that break the contract, with reasons")
+    ] = None,
+    model_dir: ModelDir = None,
+    model_version: ModelVersion = None,
+    alias: Alias = None,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows read at a time")] = 100_000,
+) -> None:
+    """Batch predictions for a file; rows that break the contract go to a separate file."""
+    from {{ cookiecutter.package }}.batch import predict_file
+
+    model, info = _chosen_model(model_dir, model_version, alias)
+    result = predict_file(model, info.threshold, input, output, rejected, chunk_rows)
+    console.print(
+        f"{result.predicted} of {result.rows} rows predicted -> {result.output} "
+        f"(model {info.name} v{info.version}); {result.rejected} rejected -> "
+        f"{result.rejected_file}",
+        highlight=False,
+    )
+
+
+@app.command("prepare-bento")
+@friendly
+def prepare_bento(
+    model_dir: ModelDir = None, model_version: ModelVersion = None, alias: Alias = None
+) -> None:
+    """Put the chosen model into BentoML's model store for `bentoml build` (`make build`)."""
+    from {{ cookiecutter.package }}.bento import BUILD_BENTOFILE, prepare
+
+    tag, info = prepare(model_dir, model_version, alias)
+    console.print(
+        f"BentoML model {tag} <- {info.name} v{info.version} ({info.source}"
+        f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {BUILD_BENTOFILE}",
+        highlight=False,
+    )
+
+
 def main() -> None:
     app()
 

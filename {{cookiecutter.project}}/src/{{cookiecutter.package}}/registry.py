@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,23 @@ import pandas as pd
 
 DEFAULT_TRACKING_URI = "{% if cookiecutter.mlflow_tracking == 'local' %}sqlite:///mlflow.db{% else %}http://127.0.0.1:5000{% endif %}"
 RUNTIME_PACKAGES = ["scikit-learn", "pandas", "pandera", "numpy", "joblib"{% if cookiecutter.model == 'torch' %}, "torch"{% endif %}]
+
+
+def pins(packages: list[str]) -> list[str]:
+    """``name==version`` of what is installed here, for the registry and the bento.
+
+    Local tags such as ``+cpu`` are dropped: PyPI has no ``torch==2.13.0+cpu``, and the plain
+    version installs the right build on each platform.
+    """
+    lines = []
+    for name in packages:
+        try:
+            lines.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            raise ValueError(
+                f"{name} is not installed here, so its version cannot be pinned: run `make setup`"
+            ) from None
+    return lines
 
 
 def tracking_uri() -> str:
@@ -81,6 +98,18 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def log_training_curves(history: Path) -> None:
+    """Per-epoch losses, when the model family records them (torch), as MLflow step metrics."""
+    import mlflow
+
+    if not history.exists():
+        return
+    curves = json.loads(history.read_text())
+    for name in ("train_loss", "val_loss"):
+        for step, value in enumerate(curves.get(name, [])):
+            mlflow.log_metric(f"epoch_{name}", float(value), step=step)
+
+
 class PyfuncModel:
     """Registry entry point: the saved model directory travels as an artifact."""
 
@@ -115,6 +144,7 @@ def log_and_register(
         )
         mlflow.log_metrics(metrics)
         mlflow.set_tags(lineage_tags(Path(params["data"]["raw"])))
+        log_training_curves(model_dir / "history.json")
         for path in artifacts:
             if path.is_dir():
                 mlflow.log_artifacts(str(path), path.name)
@@ -124,7 +154,7 @@ def log_and_register(
             name="model",
             python_model=_pyfunc_model(),
             artifacts={"model": str(model_dir)},
-            pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+            pip_requirements=pins(RUNTIME_PACKAGES),
             registered_model_name=settings["model_name"],
         )
     model_version = str(info.registered_model_version)

@@ -1,0 +1,379 @@
+"""The model report for a pull request: this work tree compared with a base git ref.
+
+Everything "now" comes from the pipeline outputs in the work tree (after `make repro`);
+everything "base" comes from the same files committed at the base ref (`git show`), so no
+second training run and no DVC remote are needed. The quality gate's verdict goes on top.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from {{ cookiecutter.package }} import config
+from {{ cookiecutter.package }}.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, render_pngs
+from {{ cookiecutter.package }}.gate import Verdict, check
+
+PLOT_FILES = ["roc.csv", "precision_recall.csv", "confusion.csv"]
+PLOT_TITLES = {"roc": "ROC", "precision_recall": "Precision-recall", "confusion": "Confusion"}
+ARTIFACT_NAME = "model-report"
+
+
+class ImageMode(StrEnum):
+    """How report.md shows plots: inline PNG links, or a pointer to the CI run's artifact."""
+
+    embed = "embed"
+    link = "link"
+
+
+@dataclass
+class Snapshot:
+    """The pipeline's outputs at one point in history (any may be missing)."""
+
+    label: str
+    metrics: dict[str, float] | None = None
+    params: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    registry: dict[str, Any] | None = None
+    importance: dict[str, Any] | None = None
+    plots: dict[str, str] = field(default_factory=dict)  # file name -> CSV text
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+
+def resolve(ref: str) -> str:
+    """The commit behind ``ref``, or a clear error saying how to make it available."""
+    result = git("rev-parse", "--verify", "--quiet", ref + "^{commit}")
+    if result.returncode != 0:
+        raise ValueError(
+            f"base ref {ref!r} is not a commit in this git repository: fetch it "
+            f"(e.g. `git fetch origin main`) or pass another one with --base"
+        )
+    return result.stdout.strip()
+
+
+def show(commit: str, path: Path) -> str | None:
+    """A file's text at ``commit`` (path relative to the current directory), None if absent."""
+    result = git("show", f"{commit}:./{path.as_posix()}")
+    return result.stdout if result.returncode == 0 else None
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def now_snapshot() -> Snapshot:
+    def read(path: Path) -> str | None:
+        return path.read_text() if path.exists() else None
+
+    return Snapshot(
+        label="this change",
+        metrics=_json(read(config.METRICS)),
+        params=yaml.safe_load(read(config.PARAMS_FILE) or "null"),
+        validation=_json(read(config.VALIDATION_REPORT)),
+        training=_json(read(config.TRAINING_INFO)),
+        registry=_json(read(config.REGISTRY_RECORD)),
+        importance=_json(read(config.IMPORTANCE)),
+        plots={
+            name: text for name in PLOT_FILES if (text := read(config.PLOTS_DIR / name)) is not None
+        },
+    )
+
+
+def base_snapshot(commit: str, ref: str) -> Snapshot:
+    return Snapshot(
+        label=ref,
+        metrics=_json(show(commit, config.METRICS)),
+        params=yaml.safe_load(show(commit, config.PARAMS_FILE) or "null"),
+        validation=_json(show(commit, config.VALIDATION_REPORT)),
+        training=_json(show(commit, config.TRAINING_INFO)),
+        registry=_json(show(commit, config.REGISTRY_RECORD)),
+        importance=_json(show(commit, config.IMPORTANCE)),
+        plots={
+            name: text
+            for name in PLOT_FILES
+            if (text := show(commit, config.PLOTS_DIR / name)) is not None
+        },
+    )
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def params_diff(before: dict | None, after: dict | None) -> list[tuple[str, Any, Any]]:
+    """(key, base value, new value) for every parameter that differs; missing is None."""
+    old, new = flatten(before or {}), flatten(after or {})
+    return [
+        (key, old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def direction(metric: str, delta: float) -> str:
+    if abs(delta) < 5e-7:
+        return "same"
+    return "better" if (delta > 0) == HIGHER_IS_BETTER[metric] else "worse"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def metrics_section(now: Snapshot, base: Snapshot, primary: str) -> list[str]:
+    lines = ["## Metrics (holdout)", ""]
+    if not now.metrics:
+        return [*lines, "No metrics.json: the pipeline did not finish (`make repro`).", ""]
+    lines += [f"| metric | {base.label} | {now.label} | change | |", "|---|--:|--:|--:|---|"]
+    for name in [m for m in METRIC_NAMES if m in now.metrics]:
+        after = now.metrics[name]
+        before = (base.metrics or {}).get(name)
+        star = " ★" if name == primary else ""
+        if before is None:
+            lines.append(f"| {name}{star} | - | {after:.4f} | | new |")
+            continue
+        delta = after - before
+        verdict = direction(name, delta)
+        mark = {"better": "✅ better", "worse": "🔻 worse", "same": "same"}[verdict]
+        lines.append(f"| {name}{star} | {before:.4f} | {after:.4f} | {delta:+.4f} | {mark} |")
+    lower = [name for name, higher in HIGHER_IS_BETTER.items() if not higher]
+    lines += [
+        "",
+        f"★ primary metric (`evaluate.primary_metric`). Lower is better for: {', '.join(lower)}.",
+        "",
+    ]
+    if not base.metrics:
+        lines += [f"No metrics.json at {base.label}: nothing to compare with yet.", ""]
+    return lines
+
+
+def params_section(now: Snapshot, base: Snapshot) -> list[str]:
+    changes = params_diff(base.params, now.params)
+    lines = ["## Parameters changed", ""]
+    if not changes:
+        return [*lines, "No parameter in params.yaml changed.", ""]
+    lines += [f"| parameter | {base.label} | {now.label} |", "|---|---|---|"]
+    lines += [f"| `{key}` | {old!r} | {new!r} |" for key, old, new in changes]
+    return [*lines, ""]
+
+
+def render_plots(snapshot: Snapshot, directory: Path) -> dict[str, Path]:
+    """Write the snapshot's plot CSVs into ``directory`` and render them as PNGs."""
+    if set(snapshot.plots) != set(PLOT_FILES):
+        return {}
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for name, text in snapshot.plots.items():
+        (directory / name).write_text(text)
+    return {png.stem: png for png in render_pngs(directory, title=f"({snapshot.label})")}
+
+
+def render_overlay(now: Snapshot, base: Snapshot, path: Path) -> Path | None:
+    """ROC and precision-recall curves of both sides on shared axes: the change at a glance."""
+    if set(now.plots) != set(PLOT_FILES):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    curves = [
+        ("roc.csv", "fpr", "tpr", "ROC"),
+        ("precision_recall.csv", "recall", "precision", "precision-recall"),
+    ]
+    for axis, (name, x, y, title) in zip(axes, curves, strict=True):
+        for snapshot, style in [(base, "--"), (now, "-")]:
+            if name in snapshot.plots:
+                frame = pd.read_csv(io.StringIO(snapshot.plots[name]))
+                axis.plot(frame[x], frame[y], style, label=snapshot.label)
+        axis.set(xlabel=x, ylabel=y, title=title, xlim=(0, 1), ylim=(0, 1.02))
+        axis.legend(loc="lower right" if name == "roc.csv" else "upper right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def run_url() -> str | None:
+    """This CI run's page (GitHub sets these variables in every job)."""
+    parts = [os.environ.get(name) for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY")]
+    run = os.environ.get("GITHUB_RUN_ID")
+    return f"{parts[0]}/{parts[1]}/actions/runs/{run}" if all(parts) and run else None
+
+
+def plots_section(
+    now: dict[str, Path],
+    base: dict[str, Path],
+    labels: tuple[str, str],
+    out: Path,
+    mode: ImageMode,
+    overlay: Path | None = None,
+) -> list[str]:
+    lines = ["## Plots", ""]
+    if not now:
+        return [*lines, "No plot data in reports/plots: the evaluate stage did not run.", ""]
+    if mode is ImageMode.link:
+        url = run_url()
+        where = f"[this workflow run]({url})" if url else "this workflow run"
+        names = ", ".join(PLOT_TITLES.values())
+        return [
+            *lines,
+            f"{names} plots for {labels[1]}{' and ' + labels[0] if base else ''} are in the "
+            f"`{ARTIFACT_NAME}` artifact of {where} (kept inside GitHub).",
+            "",
+        ]
+
+    def image(path: Path | None, title: str) -> str:
+        if path is None:
+            return "-"
+        return f"![{title}]({os.path.relpath(path, out.parent)})"
+
+    if overlay is not None:
+        lines += [image(overlay, "ROC and precision-recall, base dashed"), ""]
+    lines += [f"| | {labels[0]} | {labels[1]} |", "|---|---|---|"]
+    for stem, title in PLOT_TITLES.items():
+        lines.append(f"| {title} | {image(base.get(stem), title)} | {image(now[stem], title)} |")
+    return [*lines, ""]
+
+
+def importance_section(now: Snapshot, base: Snapshot, top: int) -> list[str]:
+    lines = ["## Feature importance", ""]
+    if not now.importance:
+        return [*lines, f"No {config.IMPORTANCE}: the explain stage did not run.", ""]
+    metric = now.importance["metric"]
+    features = now.importance["features"]
+    before = (base.importance or {}).get("features", {})
+    base_rank = {name: rank for rank, name in enumerate(before, start=1)}
+    lines += [
+        f"Permutation importance on the holdout: how much {metric} worsens when the column is "
+        f"shuffled (top {top}, mean ± std over {now.importance['repeats']} shuffles).",
+        "",
+        f"| rank | feature | {now.label} | {base.label} (rank) |",
+        "|--:|---|--:|--:|",
+    ]
+    for rank, (name, value) in enumerate(list(features.items())[:top], start=1):
+        old = before.get(name)
+        then = f"{old['mean']:.4f} ({base_rank[name]})" if old else "-"
+        lines.append(f"| {rank} | {name} | {value['mean']:.4f} ± {value['std']:.4f} | {then} |")
+    return [*lines, ""]
+
+
+def validation_section(now: Snapshot) -> list[str]:
+    lines = ["## Data validation", ""]
+    report = now.validation
+    if not report:
+        return [*lines, f"No {config.VALIDATION_REPORT}: the validate stage did not run.", ""]
+    if report["valid"]:
+        return [
+            *lines,
+            f"✅ The data keeps the contract (schema.py): {report['rows']} rows, "
+            f"{len(report['columns'])} columns.",
+            "",
+        ]
+    lines += [
+        f"❌ {len(report['problems'])} contract problem(s) in {report['rows']} rows:",
+        "",
+        "| column | check | expected | received |",
+        "|---|---|---|---|",
+    ]
+    for problem in report["problems"][:20]:
+        lines.append(
+            f"| {problem.get('column')} | {problem.get('check')} | {problem.get('expected')} "
+            f"| {problem.get('received')} |"
+        )
+    return [*lines, ""]
+
+
+def training_section(now: Snapshot, base: Snapshot) -> list[str]:
+    lines = ["## Training", ""]
+    if not now.training:
+        return [*lines, f"No {config.TRAINING_INFO}: the train stage did not run.", ""]
+    old = base.training or {}
+    lines += [f"| | {base.label} | {now.label} |", "|---|---|---|"]
+    for key in ["family", "rows", "seconds", "hardware", "python"]:
+        lines.append(f"| {key} | {old.get(key, '-')} | {now.training.get(key, '-')} |")
+    return [*lines, ""]
+
+
+def registry_section(now: Snapshot) -> list[str]:
+    lines = ["## MLflow", ""]
+    record = now.registry
+    if not record:
+        return [*lines, f"No {config.REGISTRY_RECORD}: the register stage did not run.", ""]
+    return [
+        *lines,
+        f"Run `{record['run_id']}`; model `{record['model_name']}` version {record['version']} "
+        f"(alias `{record['alias']}`), tracking `{record['tracking_uri']}`.",
+        "",
+    ]
+
+
+def gate_banner(verdict: Verdict) -> list[str]:
+    if verdict.passed:
+        return [f"**✅ Quality gate passed**: {verdict.reason}.", ""]
+    return [f"**❌ Quality gate FAILED**: {verdict.reason}.", ""]
+
+
+def build(
+    params: dict,
+    base_ref: str,
+    out: Path,
+    assets: Path,
+    mode: ImageMode = ImageMode.embed,
+) -> Verdict:
+    """Write the report to ``out`` (plots under ``assets``) and return the gate's verdict."""
+    commit = resolve(base_ref)
+    now, base = now_snapshot(), base_snapshot(commit, base_ref)
+    if now.metrics is None:
+        raise FileNotFoundError(f"{config.METRICS} not found: run `make repro` first")
+    verdict = check(params, now.metrics, base.metrics)
+    head = git("rev-parse", "--short", "HEAD").stdout.strip() or "no commit yet"
+    if git("status", "--porcelain", "--untracked-files=no").stdout.strip():
+        head += " with uncommitted changes"
+    now_plots = render_plots(now, assets / "now")
+    base_plots = render_plots(base, assets / "base")
+    overlay = render_overlay(now, base, assets / "compare.png")
+    top = params.get("explain", {}).get("top", 10)
+    lines = [
+        f"# Model report: {params['registry']['model_name']}",
+        "",
+        *gate_banner(verdict),
+        f"Compared with `{base_ref}` ({commit[:8]}); this change: {head}.",
+        "",
+        *metrics_section(now, base, verdict.metric),
+        *params_section(now, base),
+        *plots_section(now_plots, base_plots, (base.label, now.label), out, mode, overlay),
+        *importance_section(now, base, top),
+        *validation_section(now),
+        *training_section(now, base),
+        *registry_section(now),
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    return verdict
+
+
+def base_metrics(base_ref: str) -> dict[str, float] | None:
+    """metrics.json at ``base_ref`` (None when that commit has none yet)."""
+    return _json(show(resolve(base_ref), config.METRICS))

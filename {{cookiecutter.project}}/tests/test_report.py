@@ -1,0 +1,173 @@
+"""The PR model report and the quality gate, on a real two-commit git history.
+
+The base commit holds a real pipeline run; the change edits params.yaml and reruns it, as a
+pull request would. The report must show the real metric deltas, the params diff and both
+sets of plots, and the gate must fail when the primary metric regresses beyond tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from {{ cookiecutter.package }} import config
+from {{ cookiecutter.package }}.cli import app
+from {{ cookiecutter.package }}.data import write_table
+from {{ cookiecutter.package }}.evaluate import METRIC_NAMES, compute_metrics, score
+from {{ cookiecutter.package }}.explain import metric_value
+from {{ cookiecutter.package }}.gate import check
+from {{ cookiecutter.package }}.train import labels
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+STAGES = ["prepare", "validate", "train", "evaluate", "explain"]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def write_params(params: dict) -> None:
+    config.PARAMS_FILE.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_pipeline() -> None:
+    """The DVC stages in order, through the CLI that dvc.yaml calls."""
+    for stage in STAGES:
+        result = runner.invoke(app, [stage])
+        assert result.exit_code == 0, f"{stage}: {result.output}"
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, raw_frame: pd.DataFrame) -> Path:
+    """A git repo: `main` with a pipeline run, then an uncommitted change with max_iter=3."""
+    repo = tmp_path_factory.mktemp("history")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(repo)
+        for name, value in [("NAME", "report-tests"), ("EMAIL", "report-tests@example.com")]:
+            patch.setenv(f"GIT_AUTHOR_{name}", value)
+            patch.setenv(f"GIT_COMMITTER_{name}", value)
+        git("init", "--quiet", "-b", "main")
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        # The report does not depend on the model family; gradient boosting keeps this fast.
+        params["train"]["model"] = "sklearn"
+        write_params(params)
+        write_table(raw_frame, Path(params["data"]["raw"]))
+        run_pipeline()
+        git("add", "-A")
+        git("commit", "--quiet", "-m", "base: a full pipeline run")
+        # The pull request: three boosting rounds cannot match three hundred.
+        params["train"]["sklearn"]["max_iter"] = 3
+        write_params(params)
+        run_pipeline()
+    return repo
+
+
+def metrics_at(repo: Path, ref: str | None = None) -> dict[str, float]:
+    if ref is None:
+        return json.loads((repo / config.METRICS).read_text())
+    return json.loads(git("-C", str(repo), "show", f"{ref}:{config.METRICS}"))
+
+
+def test_report_shows_real_deltas_params_diff_and_plots(history: Path, monkeypatch) -> None:
+    monkeypatch.chdir(history)
+    result = runner.invoke(app, ["report", "--base", "main"])
+    assert result.exit_code == 0, result.output
+    report = (history / "report.md").read_text()
+    before, after = metrics_at(history, "main"), metrics_at(history)
+    for name in ["accuracy", "roc_auc", "log_loss"]:
+        delta = after[name] - before[name]
+        assert f"| {before[name]:.4f} | {after[name]:.4f} | {delta:+.4f} |" in report
+    assert "| `train.sklearn.max_iter` | 300 | 3 |" in report
+    for side in ["base", "now"]:
+        for plot in ["roc", "precision_recall", "confusion"]:
+            png = history / config.REPORT_ASSETS / side / f"{plot}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG"
+            assert f"(reports/report/{side}/{plot}.png)" in report
+    overlay = history / config.REPORT_ASSETS / "compare.png"
+    assert overlay.read_bytes()[:4] == b"\x89PNG" and "(reports/report/compare.png)" in report
+    # Importance of the change next to the base's, with the base's rank.
+    importance = json.loads((history / config.IMPORTANCE).read_text())["features"]
+    top = next(iter(importance))
+    assert f"| 1 | {top} | {importance[top]['mean']:.4f}" in report
+    assert "The data keeps the contract" in report
+
+
+def test_regression_beyond_tolerance_fails_the_gate_with_the_reason_on_top(
+    history: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(history)
+    params = config.load_params()
+    before, after = metrics_at(history, "main"), metrics_at(history)
+    drop = before["roc_auc"] - after["roc_auc"]
+    assert drop > params["gate"]["max_regression"], "the change must really regress"
+
+    result = runner.invoke(app, ["gate", "--base", "main"])
+    assert result.exit_code == 1
+    assert "quality gate failed" in result.output and "roc_auc regressed" in result.output
+    assert "Traceback" not in result.output
+
+    runner.invoke(app, ["report", "--base", "main"])
+    first_lines = (history / "report.md").read_text().splitlines()[:3]
+    assert any("Quality gate FAILED" in line and f"{drop:.4f}" in line for line in first_lines)
+
+
+def test_tolerance_comes_from_params(history: Path, monkeypatch) -> None:
+    monkeypatch.chdir(history)
+    params = config.load_params()
+    params["gate"]["max_regression"] = 0.5
+    before, after = metrics_at(history, "main"), metrics_at(history)
+    assert check(params, after, before).passed
+    params["gate"]["max_regression"] = -1
+    with pytest.raises(ValueError, match=r"gate\.max_regression"):
+        check(params, after, before)
+
+
+def test_without_a_baseline_the_gate_passes_and_says_why(history: Path, monkeypatch) -> None:
+    monkeypatch.chdir(history)
+    params = config.load_params()
+    verdict = check(params, metrics_at(history), None)
+    assert verdict.passed and "no baseline" in verdict.reason
+
+
+def test_importance_scores_each_metric_as_evaluate_does(splits, trained, params: dict) -> None:
+    truth = labels(splits[1], params)
+    scores = score(trained, splits[1])
+    expected = compute_metrics(truth, scores, 0.5)
+    assert {name: metric_value(name, truth, scores, 0.5) for name in METRIC_NAMES} == expected
+
+
+def test_lower_is_better_metrics_regress_upwards(params: dict) -> None:
+    settings = {**params, "evaluate": {**params["evaluate"], "primary_metric": "log_loss"}}
+    settings["gate"] = {"max_regression": 0.01}
+    assert not check(settings, {"log_loss": 0.45}, {"log_loss": 0.40}).passed
+    assert check(settings, {"log_loss": 0.35}, {"log_loss": 0.40}).passed
+
+
+def test_unknown_base_ref_is_one_clear_error(history: Path, monkeypatch) -> None:
+    monkeypatch.chdir(history)
+    result = runner.invoke(app, ["report", "--base", "origin/no-such-branch"])
+    assert result.exit_code == 1
+    assert "origin/no-such-branch" in result.output and "git fetch" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_link_mode_points_at_the_run_artifact(history: Path, monkeypatch) -> None:
+    monkeypatch.chdir(history)
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/churn")
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    out = history / "comment.md"
+    result = runner.invoke(
+        app, ["report", "--base", "main", "--images", "link", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "](https://github.com/acme/churn/actions/runs/42)" in text
+    assert ".png" not in text  # nothing for CML to upload to a third-party host
