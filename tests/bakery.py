@@ -114,7 +114,10 @@ def bake(output_dir: Path, **answers: str) -> Path:
 
 def tool_env(venv: Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment with the venv's tools first on PATH and analytics off."""
-    env = dict(os.environ)
+    # Drop the outer make's state (`make test` runs us): a baked project's make must not
+    # inherit its variables, jobserver or "Entering directory" lines.
+    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     bin_dir = venv / "bin" if venv else Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
