@@ -89,8 +89,15 @@ def test_registry_has_challenger_with_lineage(lifecycle) -> None:
     assert tags["git_commit"] == head
     dvc_file = yaml.safe_load((project / "data" / "raw" / "churn.csv.dvc").read_text())
     assert tags["dvc_data_md5"] == dvc_file["outs"][0]["md5"]
+    holdout = json.loads((project / "metrics.json").read_text())
     run_metrics = client.get_run(version.run_id).data.metrics
-    assert run_metrics == pytest.approx(json.loads((project / "metrics.json").read_text()))
+    assert {name: run_metrics[name] for name in holdout} == pytest.approx(holdout)
+    history = project / "models" / "model" / "history.json"
+    if family == "torch":  # per-epoch curves are logged as step metrics
+        curve = client.get_metric_history(version.run_id, "epoch_val_loss")
+        assert [m.value for m in curve] == json.loads(history.read_text())["val_loss"]
+    else:
+        assert not history.exists() and set(run_metrics) == set(holdout)
     assert client.get_run(version.run_id).data.params["train.model"] == family
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from {{ cookiecutter.package }} import config
 
@@ -35,7 +36,10 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (UserError, FileNotFoundError, ContractError, ValueError) as error:
-            console.print(f"[bold red]ERROR:[/] {error}", highlight=False)
+            # escape: messages quote user data, which may contain [brackets] rich would eat;
+            # soft_wrap: CI logs must get the whole line, not one cut at 80 columns.
+            message = f"[bold red]ERROR:[/] {escape(str(error))}"
+            console.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

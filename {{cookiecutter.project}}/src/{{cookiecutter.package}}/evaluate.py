@@ -83,8 +83,11 @@ def render_pngs(directory: Path, title: str = "") -> list[Path]:
     )
     figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
     axis.imshow(table.to_numpy(), cmap="Blues")
-    for (row, column), count in np.ndenumerate(table.to_numpy()):
-        axis.text(column, row, str(count), ha="center", va="center")
+    counts = table.to_numpy()
+    for (row, column), count in np.ndenumerate(counts):
+        # White on the dark cells, black on the light ones, so every count stays readable.
+        color = "white" if count > counts.max() / 2 else "black"
+        axis.text(column, row, str(count), ha="center", va="center", color=color)
     axis.set(
         xticks=[0, 1],
         yticks=[0, 1],
