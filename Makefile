@@ -24,7 +24,7 @@ setup: $(STAMP) ## create .venv: template test tools + the generated project's d
 $(STAMP): requirements/test.txt $(TEMPLATE)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@test -x $(BIN)/uv || $(PY) -m pip install --quiet uv
-	$(BIN)/uv pip install --quiet --python $(PY) -r requirements/test.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements/test.txt
 	$(PY) tests/install_project_deps.py --venv $(VENV)
 	@touch $@
 

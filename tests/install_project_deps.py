@@ -35,6 +35,7 @@ def main() -> int:
                 "pip",
                 "install",
                 "--quiet",
+                "--compile-bytecode",  # tests spawn many processes: ~2x faster imports
                 "--python",
                 python,
                 "-r",

@@ -24,7 +24,10 @@ FAMILIES = {
 
 def make(project: Path, *targets: str) -> str:
     result = run(
-        ["make", *targets, f"VENV={VENV}", "UV_FLAGS=--no-deps"], cwd=project, env=tool_env(VENV)
+        # PYTEST_ARGS empty: serial tests, as the two lifecycle bakes already share the cores.
+        ["make", *targets, f"VENV={VENV}", "UV_FLAGS=--no-deps", "PYTEST_ARGS="],
+        cwd=project,
+        env=tool_env(VENV),
     )
     return result.stdout + result.stderr
 
