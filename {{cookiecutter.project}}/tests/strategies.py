@@ -10,14 +10,14 @@ import pandas as pd
 import pandera.pandas as pa
 from hypothesis import strategies as st
 
+from {{ cookiecutter.package }}.records import column_kind
+
+# The pandas dtype that CSV and JSON input produce for each JSON kind.
+DTYPES = {"int": "int64", "float": "float64", "str": "str"}
+
 
 def _kind(column: pa.Column) -> str:
-    dtype = str(column.dtype).lower()
-    if "int" in dtype:
-        return "int64"
-    if "float" in dtype:
-        return "float64"
-    return "str"
+    return DTYPES[column_kind(column)]
 
 
 def column_values(column: pa.Column) -> st.SearchStrategy:

@@ -51,7 +51,8 @@ class Field:
         return f"{dtype} ({KINDS[self.kind]})"
 
 
-def _kind(column: pa.Column) -> str:
+def column_kind(column: pa.Column) -> str:
+    """``int``, ``float`` or ``str``: the JSON kind of a contract column."""
     dtype = str(column.dtype).lower()
     if "int" in dtype:
         return "int"
@@ -61,7 +62,7 @@ def _kind(column: pa.Column) -> str:
         return "str"
     raise TypeError(
         f"records.py cannot compile column {column.name!r} of dtype {dtype}: "
-        "extend _kind() for it (int, float and str columns are supported)"
+        "extend column_kind() for it (int, float and str columns are supported)"
     )
 
 
@@ -152,7 +153,7 @@ class Contract:
         self.fields = tuple(
             Field(
                 name,
-                _kind(column),
+                column_kind(column),
                 str(column.dtype),
                 bool(column.nullable),
                 tuple(_rule(check) for check in column.checks),
