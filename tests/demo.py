@@ -83,9 +83,12 @@ def serve_and_ask(project: Path, make: list[str], env: dict[str, str]) -> None:
         bad_record = dict(record, tenure=str(record["tenure"]), feature_c=1.5)
         bad = httpx.post(f"{base}/predict", json=bad_record, timeout=30)
         console.print(f"[green]✓[/] served the bento on {base}")
-        console.print(f"  POST /predict (valid customer)     -> {good.status_code} {good.text}")
-        console.print(f"  POST /predict (tenure as text, extra feature_c) -> {bad.status_code}")
-        console.print(f"  {bad.text}", highlight=False, markup=False)
+        console.print(f"  POST /predict, a real holdout customer -> {good.status_code} {good.text}")
+        console.print(
+            f"  POST /predict, tenure sent as text and an extra feature_c -> {bad.status_code}"
+        )
+        for problem in bad.json().get("problems", []):
+            console.print(f"    - {problem['message']}", highlight=False, markup=False)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
