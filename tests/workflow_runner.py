@@ -482,7 +482,7 @@ class WorkflowRunner:
         extra: dict[str, Any],
         status: dict[str, bool],
     ) -> list[StepRecord]:
-        if uses.startswith(("$/", "./")):
+        if uses.startswith("./"):
             return self._composite(job_id, uses, env, extra, status)
         action = uses.split("@")[0]
         if action in NO_OP_ACTIONS:
