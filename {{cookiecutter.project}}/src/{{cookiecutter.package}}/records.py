@@ -141,7 +141,8 @@ def _has_kind(value: Any, kind: str) -> bool:
 def shown(value: Any, limit: int = 60) -> str:
     """A value as the sender wrote it, with its JSON type, kept short for error messages."""
     names = {dict: "object", list: "array", type(None): "null"}
-    text = repr(value)
+    # A cell read from a file is a numpy scalar: show its value, not ``np.int64(-4)``.
+    text = repr(value.item() if isinstance(value, np.generic) else value)
     text = text if len(text) <= limit else f"{text[: limit - 3]}..."
     return f"{text} ({names.get(type(value), type(value).__name__)})"
 

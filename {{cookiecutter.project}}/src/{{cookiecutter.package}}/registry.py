@@ -12,10 +12,13 @@ import os
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 DEFAULT_TRACKING_URI = "{% if cookiecutter.mlflow_tracking == 'local' %}sqlite:///mlflow.db{% else %}http://127.0.0.1:5000{% endif %}"
 RUNTIME_PACKAGES = ["scikit-learn", "pandas", "pandera", "numpy", "joblib"{% if cookiecutter.model == 'torch' %}, "torch"{% endif %}]
@@ -42,7 +45,8 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
 
 
-def _client():
+def client() -> MlflowClient:
+    """A client of the tracking store; mlflow is imported here, not at module load (~2 s)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -135,7 +139,7 @@ def log_and_register(
     """Log the run, register its model and point the alias from params.yaml at it."""
     import mlflow
 
-    client = _client()
+    store = client()
     settings = params["registry"]
     mlflow.set_experiment(settings["experiment"])
     with mlflow.start_run() as run:
@@ -158,7 +162,7 @@ def log_and_register(
             registered_model_name=settings["model_name"],
         )
     model_version = str(info.registered_model_version)
-    client.set_registered_model_alias(settings["model_name"], settings["alias"], model_version)
+    store.set_registered_model_alias(settings["model_name"], settings["alias"], model_version)
     result = {
         "run_id": run.info.run_id,
         "model_name": settings["model_name"],
@@ -176,6 +180,6 @@ def version_for_alias(model_name: str, alias: str) -> str | None:
     import mlflow.exceptions
 
     try:
-        return str(_client().get_model_version_by_alias(model_name, alias).version)
+        return str(client().get_model_version_by_alias(model_name, alias).version)
     except mlflow.exceptions.MlflowException:
         return None
