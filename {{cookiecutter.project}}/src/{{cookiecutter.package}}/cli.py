@@ -19,7 +19,8 @@ from rich.markup import escape
 from {{ cookiecutter.package }} import config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console(stderr=True)
+# soft_wrap: a message is one line in CI logs and DVC output, never cut at 80 columns.
+console = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(Exception):
@@ -36,10 +37,8 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (UserError, FileNotFoundError, ContractError, ValueError) as error:
-            # escape: messages quote user data, which may contain [brackets] rich would eat;
-            # soft_wrap: CI logs must get the whole line, not one cut at 80 columns.
-            message = f"[bold red]ERROR:[/] {escape(str(error))}"
-            console.print(message, highlight=False, soft_wrap=True)
+            # escape: messages quote user data, which may contain [brackets] rich would eat.
+            console.print(f"[bold red]ERROR:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -184,9 +183,7 @@ def report(
     if images not in ImageMode.__members__:
         raise UserError(f"--images {images!r} is not one of {sorted(ImageMode.__members__)}")
     verdict = build(config.load_params(), base, output, config.REPORT_ASSETS, ImageMode(images))
-    # soft_wrap: one line per message in CI logs, whatever the terminal width.
-    message = f"wrote {output} (vs {base}); quality gate {verdict.line()}"
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(f"wrote {output} (vs {base}); quality gate {verdict.line()}", highlight=False)
 
 
 @app.command()
@@ -207,7 +204,7 @@ def gate(
     )
     if not verdict.passed:
         raise UserError(f"quality gate failed against {base}: {verdict.reason}")
-    console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False, soft_wrap=True)
+    console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False)
 
 
 def _chosen_model(model_dir: Path | None, model_version: str | None, alias: str | None):
