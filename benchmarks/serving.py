@@ -42,15 +42,15 @@ PACKAGE = "bench_serving"
 PREPARE = """
 import json, sys
 from pathlib import Path
-from {pkg}.config import load_params
+from {pkg}.config import load_settings
+from {pkg}.contract.schema import FEATURES
 from {pkg}.data import anonymise, load_source, split
-from {pkg}.schema import FEATURES
-from {pkg}.train import fit
-params = load_params()
-pii = params["data"]["pii"]
-frame = anonymise(load_source(params["data"]["source"]), pii["hash"], pii["drop"])
-train, test = split(frame, params["data"]["target"], params["data"]["test_size"], params["seed"])
-fit(params, train).save(Path("bench/model"))
+from {pkg}.pipeline.train import fit
+settings = load_settings()
+data = settings.data
+frame = anonymise(load_source(data.source), data.pii.hash, data.pii.drop)
+train, test = split(frame, data.target, data.test_size, settings.seed)
+fit(settings, train).save(Path("bench/model"))
 rows = test[FEATURES].sample({rows}, replace=True, random_state=0).reset_index(drop=True)
 rows.to_parquet("bench/big.parquet", index=False)
 record = test[FEATURES].astype(object).iloc[0].to_dict()
@@ -62,7 +62,7 @@ import os
 from pathlib import Path
 import pandas as pd
 from fastapi import FastAPI
-from {pkg}.model import load_model
+from {pkg}.modeling.model import load_model
 
 model = load_model(Path(os.environ["MODEL_DIR"]))
 app = FastAPI()
@@ -77,9 +77,9 @@ IN_PROCESS = """
 import json, statistics, time
 from pathlib import Path
 import pandas as pd
-from {pkg}.model import load_model
-from {pkg}.records import contract
-from {pkg}.schema import validate
+from {pkg}.contract.records import contract
+from {pkg}.contract.schema import validate
+from {pkg}.modeling.model import load_model
 
 model = load_model(Path("bench/model"))
 record = json.loads(Path("bench/record.json").read_text())
@@ -112,7 +112,7 @@ RAW_BATCH = """
 import json, resource, time
 from pathlib import Path
 import pandas as pd
-from {pkg}.model import load_model
+from {pkg}.modeling.model import load_model
 model = load_model(Path("bench/model"))
 frame = pd.read_parquet("bench/big.parquet")
 started = time.perf_counter()
@@ -125,8 +125,8 @@ BATCH = """
 import json, resource, time
 from pathlib import Path
 started = time.perf_counter()
-from {pkg}.batch import predict_file
-from {pkg}.model import load_model
+from {pkg}.modeling.model import load_model
+from {pkg}.serving.batch import predict_file
 model = load_model(Path("bench/model"))
 ready = time.perf_counter()
 predict_file(model, 0.5, Path("bench/big.parquet"), Path("bench/out.parquet"), show_progress=False)
@@ -285,7 +285,7 @@ def main() -> int:
                 [
                     str(bin_dir / "bentoml"),
                     "serve",
-                    f"{PACKAGE}.service:ChurnService",
+                    f"{PACKAGE}.serving.service:ChurnService",
                     "--host",
                     "127.0.0.1",
                     "--port",

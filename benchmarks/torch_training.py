@@ -40,16 +40,16 @@ def load_project(tmp: Path):
     package = "bench_torch"
     config = importlib.import_module(f"{package}.config")
     data = importlib.import_module(f"{package}.data")
-    train = importlib.import_module(f"{package}.train")
-    module = importlib.import_module(f"{package}.torch_model")
-    params = config.load_params(project / "params.yaml")
-    frame = data.load_source(params["data"]["source"])
-    features = importlib.import_module(f"{package}.features")
+    schema = importlib.import_module(f"{package}.contract.schema")
+    module = importlib.import_module(f"{package}.modeling.torch_model")
+    settings = config.load_settings(project / "params.yaml")
+    frame = data.load_source(settings.data.source)
+    features = importlib.import_module(f"{package}.modeling.features")
     preprocessor = features.make_preprocessor()
-    x = preprocessor.fit_transform(features.build_features(train.inputs(frame)))
+    x = preprocessor.fit_transform(features.build_features(schema.inputs(frame)))
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    y = torch.as_tensor(train.labels(frame, params), dtype=torch.float32).unsqueeze(1)
-    return module, params["train"]["torch"], x, y
+    y = torch.as_tensor(data.labels(frame, settings.data), dtype=torch.float32).unsqueeze(1)
+    return module, settings.train.torch.model_dump(), x, y
 
 
 def hand_written(module, settings: dict, x: torch.Tensor, y: torch.Tensor, epochs: int) -> None:

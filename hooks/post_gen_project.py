@@ -13,22 +13,22 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# (option, value) -> paths that exist only when the option has that value.
-ONLY_WHEN: dict[tuple[str, str], list[str]] = {
-    ("model", "torch"): [
-        "src/{package}/torch_model.py",
+# (option, values) -> paths that exist only when the option has one of those values. Files that
+# merely differ by option are templated instead; this table is for whole files.
+ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
+    ("model", ("torch",)): [
+        "src/{package}/modeling/torch_model.py",
         "tests/test_torch_model.py",
     ],
-    ("deploy", "kubernetes"): ["deploy/k8s"],
-    ("gpu_runner", "self-hosted"): ["docs/self-hosted-runner.md"],
+    ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): ["gpu-runner.mk"],
 }
 
 
 def paths_to_remove(answers: dict) -> list[str]:
     """Paths owned by option values other than the chosen ones."""
     removed = []
-    for (option, value), paths in ONLY_WHEN.items():
-        if answers[option] != value:
+    for (option, values), paths in ONLY_WHEN.items():
+        if answers[option] not in values:
             removed.extend(path.format(package=answers["package"]) for path in paths)
     return removed
 

@@ -42,8 +42,6 @@ def main() -> int:
                 project / "pyproject.toml",
                 "--extra",
                 "dev",
-                "--extra",
-                "torch",
             ],
             check=True,
         )

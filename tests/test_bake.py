@@ -33,27 +33,38 @@ ALWAYS = {
     "pyproject.toml",
     "src/{package}/__init__.py",
     "src/{package}/__main__.py",
-    "src/{package}/batch.py",
-    "src/{package}/bento.py",
     "src/{package}/cli.py",
     "src/{package}/config.py",
     "src/{package}/data.py",
-    "src/{package}/evaluate.py",
-    "src/{package}/explain.py",
-    "src/{package}/features.py",
-    "src/{package}/gate.py",
-    "src/{package}/model.py",
-    "src/{package}/model_source.py",
-    "src/{package}/records.py",
-    "src/{package}/registry.py",
-    "src/{package}/report.py",
-    "src/{package}/schema.py",
-    "src/{package}/service.py",
-    "src/{package}/train.py",
-    "src/{package}/validate.py",
+    "src/{package}/contract/__init__.py",
+    "src/{package}/contract/records.py",
+    "src/{package}/contract/schema.py",
+    "src/{package}/lifecycle/__init__.py",
+    "src/{package}/lifecycle/gate.py",
+    "src/{package}/lifecycle/history.py",
+    "src/{package}/lifecycle/registry.py",
+    "src/{package}/lifecycle/report.py",
+    "src/{package}/modeling/__init__.py",
+    "src/{package}/modeling/features.py",
+    "src/{package}/modeling/metrics.py",
+    "src/{package}/modeling/model.py",
+    "src/{package}/modeling/plots.py",
+    "src/{package}/pipeline/__init__.py",
+    "src/{package}/pipeline/evaluate.py",
+    "src/{package}/pipeline/explain.py",
+    "src/{package}/pipeline/prepare.py",
+    "src/{package}/pipeline/register.py",
+    "src/{package}/pipeline/train.py",
+    "src/{package}/pipeline/validate.py",
+    "src/{package}/serving/__init__.py",
+    "src/{package}/serving/batch.py",
+    "src/{package}/serving/bento.py",
+    "src/{package}/serving/choice.py",
+    "src/{package}/serving/service.py",
     "tests/bad_records.py",
     "tests/conftest.py",
     "tests/strategies.py",
+    "tests/test_architecture.py",
     "tests/test_batch.py",
     "tests/test_cli.py",
     "tests/test_data.py",
@@ -64,17 +75,18 @@ ALWAYS = {
     "tests/test_schema.py",
     "tests/test_service.py",
 }
-# (option, value) -> files that exist exactly when the option has that value.
+# (option, values) -> files that exist exactly when the option has one of those values.
 ONLY_WHEN = {
-    ("model", "torch"): {"src/{package}/torch_model.py", "tests/test_torch_model.py"},
+    ("model", ("torch",)): {"src/{package}/modeling/torch_model.py", "tests/test_torch_model.py"},
+    ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): {"gpu-runner.mk"},
 }
 UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}")
 
 
 def expected_files(answers: dict[str, str], package: str) -> set[str]:
     names = set(ALWAYS)
-    for (option, value), paths in ONLY_WHEN.items():
-        if answers.get(option, _default(option)) == value:
+    for (option, values), paths in ONLY_WHEN.items():
+        if answers.get(option, _default(option)) in values:
             names |= paths
     return {name.format(package=package) for name in names}
 
@@ -150,7 +162,53 @@ def test_options_reach_the_files_that_use_them(baked) -> None:
     dvc = next(dep for dep in dependencies if dep.startswith("dvc"))
     assert (f"dvc[{recorded['dvc_remote']}]" in dvc) == (recorded["dvc_remote"] != "local")
     tracking = "sqlite:///mlflow.db" if recorded["mlflow_tracking"] == "local" else "127.0.0.1:5000"
-    assert tracking in (project / "src" / recorded["package"] / "registry.py").read_text()
+    assert tracking in params["registry"]["tracking_uri"]
+    assert ("torch" in params["train"]) == (recorded["model"] == "torch")
     assert ("mlflow-server:" in (project / "Makefile").read_text()) == (
         recorded["mlflow_tracking"] == "server"
     )
+    pyproject = (project / "pyproject.toml").read_text()
+    assert ('"torch>=' in pyproject) == (recorded["model"] == "torch")
+
+
+def file_texts(project: Path) -> dict[str, str]:
+    return {name: (project / name).read_text() for name in files_under(project)}
+
+
+def variants() -> list[tuple[str, str]]:
+    """Every (option, value) other than the default, and a second cron for the text option."""
+    from bakery import CHOICE_OPTIONS, COOKIECUTTER_JSON
+
+    found = [(option, value) for option, values in CHOICE_OPTIONS.items() for value in values[1:]]
+    text = [key for key, value in COOKIECUTTER_JSON.items() if key == "retrain_schedule"]
+    return found + [(key, "30 2 * * *") for key in text]
+
+
+@pytest.mark.parametrize(("option", "value"), variants(), ids=lambda item: str(item))
+def test_each_option_value_changes_the_baked_tree(tmp_path: Path, option: str, value: str) -> None:
+    """An option value that bakes the same files as the default would promise nothing."""
+    from bakery import bake
+
+    default = file_texts(bake(tmp_path / "default", project="same"))
+    chosen = file_texts(bake(tmp_path / "chosen", project="same", **{option: value}))
+    changed = {name for name in default.keys() | chosen.keys() if name != ".cookiecutter.json"}
+    changed = {name for name in changed if default.get(name) != chosen.get(name)}
+    assert changed, f"{option}={value} bakes the same files as the default"
+
+
+# Phrases that only make sense to the template's maintainers, never in a user's repository.
+MAINTAINER_NOTES = re.compile(
+    r"template's (own )?tests?|--no-deps|JSON escapes|zizmor prefers|the template repository|"
+    r"docs/benchmarks\.md|docs of the template",
+    re.IGNORECASE,
+)
+DOC_LINK = re.compile(r"\bdocs/[\w./-]+\.md\b")
+
+
+def test_generated_files_speak_to_their_own_users(baked) -> None:
+    _, project = baked
+    for name, text in file_texts(project).items():
+        note = MAINTAINER_NOTES.search(text)
+        assert note is None, f"{name} speaks to the template's maintainers: {note.group(0)!r}"
+        for link in DOC_LINK.findall(text):
+            assert (project / link).exists(), f"{name} links to {link}, which this repo lacks"

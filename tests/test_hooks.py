@@ -110,8 +110,19 @@ def test_post_gen_table_removes_only_unchosen_option_files() -> None:
     hook = render_hook("post_gen_project.py")
     sklearn = hook.paths_to_remove(dict(hook.ANSWERS, model="sklearn"))
     torch = hook.paths_to_remove(dict(hook.ANSWERS, model="torch"))
-    assert "src/churn_model/torch_model.py" in sklearn
-    assert "src/churn_model/torch_model.py" not in torch
+    assert "src/churn_model/modeling/torch_model.py" in sklearn
+    assert "src/churn_model/modeling/torch_model.py" not in torch
+    cloud = hook.paths_to_remove(dict(hook.ANSWERS, gpu_runner="cloud-gcp"))
+    assert "gpu-runner.mk" in sklearn and "gpu-runner.mk" not in cloud
+
+
+def test_every_path_the_post_gen_hook_prunes_exists_in_the_template() -> None:
+    """A table entry for a file that is not there prunes nothing and hides a typo."""
+    hook = render_hook("post_gen_project.py")
+    template = ROOT / "{{cookiecutter.project}}"
+    for paths in hook.ONLY_WHEN.values():
+        for path in paths:
+            assert (template / path.format(package="{{cookiecutter.package}}")).exists(), path
 
 
 def test_hostile_description_bakes_into_valid_files(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def test_pipeline_writes_metrics_above_the_floor(lifecycle) -> None:
     metrics = json.loads((project / "metrics.json").read_text())
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert set(metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
-    assert metrics["roc_auc"] >= params["evaluate"]["min_roc_auc"]
+    assert metrics["roc_auc"] >= params["evaluate"]["at_least"]["roc_auc"]
     assert 0 < metrics["log_loss"] < 0.69  # better than a coin flip
     for plot in ["roc", "precision_recall", "confusion"]:
         assert (project / "reports" / "plots" / f"{plot}.csv").stat().st_size > 0
@@ -110,6 +110,31 @@ def test_second_repro_is_a_no_op(lifecycle) -> None:
     assert "Running stage" not in output
     status = run(["dvc", "status"], cwd=project, env=tool_env(VENV)).stdout
     assert "up to date" in status
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("  threshold: 0.5", "  threshold: 2", "evaluate.threshold is 2"),
+        ("  model: ", "  model: xgboost #", "train.model is 'xgboost'"),
+    ],
+)
+def test_a_bad_params_value_stops_repro_before_any_stage(lifecycle, old, new, named) -> None:
+    _, project, _ = lifecycle
+    params = project / "params.yaml"
+    original = params.read_text()
+    kept = [project / "models", project / "metrics.json", project / "reports", project / "data"]
+    before = tree_digest(*kept)
+    params.write_text(original.replace(old, new, 1))
+    try:
+        result = run(["make", "repro", f"VENV={VENV}"], project, tool_env(VENV), check=False)
+    finally:
+        params.write_text(original)
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if line.startswith("ERROR:")]
+    assert result.returncode != 0 and len(errors) == 1 and named in errors[0], output
+    assert "Running stage" not in output
+    assert tree_digest(*kept) == before
 
 
 def test_broken_data_stops_at_validate_and_keeps_the_old_model(lifecycle) -> None:

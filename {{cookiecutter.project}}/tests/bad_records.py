@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import strategies as st
 from strategies import frames
 
-from {{ cookiecutter.package }}.schema import ModelInput
+from {{ cookiecutter.package }}.contract.schema import ModelInput
 
 SCHEMA = ModelInput.to_schema()
 FIELDS = list(SCHEMA.columns)

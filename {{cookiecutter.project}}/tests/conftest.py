@@ -7,39 +7,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }}.config import load_params
+from {{ cookiecutter.package }}.config import Settings, load_settings
+from {{ cookiecutter.package }}.contract.schema import FEATURES
 from {{ cookiecutter.package }}.data import anonymise, load_source, split
-from {{ cookiecutter.package }}.schema import FEATURES
-from {{ cookiecutter.package }}.train import fit
+from {{ cookiecutter.package }}.pipeline.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def params() -> dict:
-    return load_params(ROOT / "params.yaml")
+def settings() -> Settings:
+    return load_settings(ROOT / "params.yaml")
 
 
 @pytest.fixture(scope="session")
-def raw_frame(params: dict) -> pd.DataFrame:
+def raw_frame(settings: Settings) -> pd.DataFrame:
     """The real dataset as `make data` writes it, before anonymisation."""
-    return load_source(params["data"]["source"])
+    return load_source(settings.data.source)
 
 
 @pytest.fixture(scope="session")
-def clean_frame(params: dict, raw_frame: pd.DataFrame) -> pd.DataFrame:
-    pii = params["data"]["pii"]
-    return anonymise(raw_frame, pii["hash"], pii["drop"])
+def clean_frame(settings: Settings, raw_frame: pd.DataFrame) -> pd.DataFrame:
+    pii = settings.data.pii
+    return anonymise(raw_frame, pii.hash, pii.drop)
 
 
 @pytest.fixture(scope="session")
-def splits(params: dict, clean_frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return split(clean_frame, params["data"]["target"], params["data"]["test_size"], params["seed"])
+def splits(settings: Settings, clean_frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    data = settings.data
+    return split(clean_frame, data.target, data.test_size, settings.seed)
 
 
 @pytest.fixture(scope="session")
-def trained(params: dict, splits: tuple[pd.DataFrame, pd.DataFrame]):
-    return fit(params, splits[0])
+def trained(settings: Settings, splits: tuple[pd.DataFrame, pd.DataFrame]):
+    return fit(settings, splits[0])
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import pandas as pd
 import pandera.pandas as pa
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package }}.records import column_kind
+from {{ cookiecutter.package }}.contract.records import column_kind
 
 # The pandas dtype that CSV and JSON input produce for each JSON kind.
 DTYPES = {"int": "int64", "float": "float64", "str": "str"}

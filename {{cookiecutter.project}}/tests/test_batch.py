@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from {{ cookiecutter.package }}.batch import predict_file
 from {{ cookiecutter.package }}.cli import app
+from {{ cookiecutter.package }}.contract.schema import FEATURES
 from {{ cookiecutter.package }}.data import read_table, write_table
-from {{ cookiecutter.package }}.schema import FEATURES
+from {{ cookiecutter.package }}.serving.batch import predict_file
 
 BROKEN = {  # row -> (column, bad value as it would arrive in a file)
     3: ("tenure", "three"),

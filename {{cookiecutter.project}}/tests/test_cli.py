@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
@@ -24,13 +26,13 @@ def scratch_project(tmp_path: Path, monkeypatch) -> Path:
 
 
 def test_bad_data_stops_at_validate_with_every_problem_named(
-    tmp_path: Path, monkeypatch, raw_frame: pd.DataFrame, params: dict
+    tmp_path: Path, monkeypatch, raw_frame: pd.DataFrame, settings
 ) -> None:
     scratch_project(tmp_path, monkeypatch)
     bad = raw_frame.drop(columns=["contract"]).assign(
         tenure=raw_frame["tenure"].astype(str) + " months", feature_c=0.5
     )
-    write_table(bad, Path(params["data"]["raw"]))
+    write_table(bad, Path(settings.data.raw))
     assert runner.invoke(app, ["prepare"]).exit_code == 0
     result = runner.invoke(app, ["validate"])
     assert result.exit_code == 1
@@ -60,3 +62,38 @@ def test_infer_schema_drafts_a_schema_and_never_overwrites(
     assert {"tenure", "contract", "churn"} <= set(draft.columns)
     again = runner.invoke(app, ["infer-schema", "mine.csv"])
     assert again.exit_code == 1 and "exists" in again.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("evaluate.threshold", 2, "evaluate.threshold is 2: Input should be less than 1"),
+        ("train.model", "xgboost", "train.model is 'xgboost'"),
+        ("explain.top", 0, "explain.top is 0"),
+        ("gate.max_regression", "0.01", "gate.max_regression is '0.01'"),
+        ("evaluate.primary_metric", "auc", "evaluate.primary_metric is 'auc'"),
+        ("data.test_size", 1.5, "data.test_size is 1.5"),
+    ],
+)
+def test_a_bad_params_value_is_one_line_naming_the_key(
+    tmp_path: Path, monkeypatch, key: str, value, named: str
+) -> None:
+    scratch_project(tmp_path, monkeypatch)
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    section, name = key.split(".")
+    raw[section][name] = value
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["check-params"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and named in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_an_unknown_params_key_is_named(tmp_path: Path, monkeypatch) -> None:
+    scratch_project(tmp_path, monkeypatch)
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "\nexplian:\n  top: 3\n")
+    result = runner.invoke(app, ["check-params"])
+    assert result.exit_code == 1
+    assert "explian is not a setting; remove it or fix its spelling" in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }}.data import anonymise, ingest, read_table
+from {{ cookiecutter.package }}.data import anonymise, ingest, labels, read_table
 
 
 def test_pii_is_hashed_deterministically_and_salted(raw_frame: pd.DataFrame, monkeypatch) -> None:
@@ -23,28 +23,27 @@ def test_dropped_pii_is_gone_and_absent_columns_are_tolerated(raw_frame: pd.Data
     assert "female" not in result.columns and len(result) == 5
 
 
-def test_label_balance_is_plausible(clean_frame: pd.DataFrame, params: dict) -> None:
-    rate = (clean_frame[params["data"]["target"]] == params["data"]["positive_class"]).mean()
+def test_label_balance_is_plausible(clean_frame: pd.DataFrame, settings) -> None:
+    rate = labels(clean_frame, settings.data).mean()
     assert 0.1 < rate < 0.5
 
 
 def test_split_is_disjoint_stratified_and_complete(
-    splits, clean_frame: pd.DataFrame, params
+    splits, clean_frame: pd.DataFrame, settings
 ) -> None:
     train, test = splits
-    target = params["data"]["target"]
     assert len(train) + len(test) == len(clean_frame)
     assert not set(train["customer_id"]) & set(test["customer_id"])
-    rate = lambda frame: (frame[target] == params["data"]["positive_class"]).mean()  # noqa: E731
+    rate = lambda frame: labels(frame, settings.data).mean()  # noqa: E731
     assert rate(train) == pytest.approx(rate(test), abs=0.01)
 
 
-def test_ingest_writes_the_raw_file(tmp_path, params: dict, monkeypatch) -> None:
+def test_ingest_writes_the_raw_file(tmp_path, settings, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    raw = ingest(params)
+    raw = ingest(settings.data)
     frame = read_table(raw)
     assert (
-        raw == tmp_path / params["data"]["raw"]
-        or raw.resolve() == (tmp_path / params["data"]["raw"]).resolve()
+        raw == tmp_path / settings.data.raw
+        or raw.resolve() == (tmp_path / settings.data.raw).resolve()
     )
-    assert {"customer_id", params["data"]["target"]} <= set(frame.columns)
+    assert {"customer_id", settings.data.target} <= set(frame.columns)

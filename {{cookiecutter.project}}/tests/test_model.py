@@ -5,27 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.package }}.evaluate import compute_metrics, score
-from {{ cookiecutter.package }}.features import build_features
-from {{ cookiecutter.package }}.model import load_model
-from {{ cookiecutter.package }}.schema import FEATURES
-from {{ cookiecutter.package }}.train import fit, labels
+from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.data import labels
+from {{ cookiecutter.package }}.modeling.features import build_features
+from {{ cookiecutter.package }}.modeling.metrics import compute
+from {{ cookiecutter.package }}.modeling.model import load_model
+from {{ cookiecutter.package }}.pipeline.evaluate import score
+from {{ cookiecutter.package }}.pipeline.train import fit
 
 
-def holdout_metrics(model, test: pd.DataFrame, params: dict) -> dict[str, float]:
-    return compute_metrics(
-        labels(test, params), score(model, test), params["evaluate"]["threshold"]
+def holdout_metrics(model, test: pd.DataFrame, settings) -> dict[str, float]:
+    return compute(labels(test, settings.data), score(model, test), settings.evaluate.threshold)
+
+
+def test_holdout_metric_floor(trained, splits, settings) -> None:
+    values = holdout_metrics(trained, splits[1], settings)
+    assert values["roc_auc"] >= settings.evaluate.at_least["roc_auc"], values
+
+
+def test_same_seed_same_metrics(trained, splits, settings) -> None:
+    again = fit(settings, splits[0])
+    assert holdout_metrics(again, splits[1], settings) == holdout_metrics(
+        trained, splits[1], settings
     )
-
-
-def test_holdout_metric_floor(trained, splits, params: dict) -> None:
-    values = holdout_metrics(trained, splits[1], params)
-    assert values["roc_auc"] >= params["evaluate"]["min_roc_auc"], values
-
-
-def test_same_seed_same_metrics(trained, splits, params: dict) -> None:
-    again = fit(params, splits[0])
-    assert holdout_metrics(again, splits[1], params) == holdout_metrics(trained, splits[1], params)
 
 
 def test_save_load_round_trip_gives_identical_predictions(trained, records, tmp_path) -> None:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import frames
 
-from {{ cookiecutter.package }}.schema import FEATURES, NUMERIC, ContractError, ModelInput, validate
+from {{ cookiecutter.package }}.contract.schema import FEATURES, NUMERIC, ContractError, ModelInput, validate
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import frames
 
-from {{ cookiecutter.package }}.records import Contract, contract
-from {{ cookiecutter.package }}.schema import FEATURES, ContractError, ModelInput, validate
+from {{ cookiecutter.package }}.contract.records import Contract, contract
+from {{ cookiecutter.package }}.contract.schema import FEATURES, ContractError, ModelInput, validate
 
 SETTINGS = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.cli import app
-from {{ cookiecutter.package }}.data import write_table
-from {{ cookiecutter.package }}.evaluate import METRIC_NAMES, compute_metrics, score
-from {{ cookiecutter.package }}.explain import metric_value
-from {{ cookiecutter.package }}.gate import check
-from {{ cookiecutter.package }}.train import labels
+from {{ cookiecutter.package }}.config import load_settings, parse_settings
+from {{ cookiecutter.package }}.data import labels, write_table
+from {{ cookiecutter.package }}.lifecycle.gate import check
+from {{ cookiecutter.package }}.modeling.metrics import METRICS, compute
+from {{ cookiecutter.package }}.pipeline.evaluate import score
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -71,8 +71,8 @@ def history(tmp_path_factory: pytest.TempPathFactory, raw_frame: pd.DataFrame) -
 
 def metrics_at(repo: Path, ref: str | None = None) -> dict[str, float]:
     if ref is None:
-        return json.loads((repo / config.METRICS).read_text())
-    return json.loads(git("-C", str(repo), "show", f"{ref}:{config.METRICS}"))
+        return json.loads((repo / config.METRICS_FILE).read_text())
+    return json.loads(git("-C", str(repo), "show", f"{ref}:{config.METRICS_FILE}"))
 
 
 def test_report_shows_real_deltas_params_diff_and_plots(history: Path, monkeypatch) -> None:
@@ -103,10 +103,10 @@ def test_regression_beyond_tolerance_fails_the_gate_with_the_reason_on_top(
     history: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(history)
-    params = config.load_params()
+    settings = load_settings()
     before, after = metrics_at(history, "main"), metrics_at(history)
     drop = before["roc_auc"] - after["roc_auc"]
-    assert drop > params["gate"]["max_regression"], "the change must really regress"
+    assert drop > settings.gate.max_regression, "the change must really regress"
 
     result = runner.invoke(app, ["gate", "--base", "main"])
     assert result.exit_code == 1
@@ -120,34 +120,47 @@ def test_regression_beyond_tolerance_fails_the_gate_with_the_reason_on_top(
 
 def test_tolerance_comes_from_params(history: Path, monkeypatch) -> None:
     monkeypatch.chdir(history)
-    params = config.load_params()
-    params["gate"]["max_regression"] = 0.5
+    raw = load_settings().model_dump()
+    raw["gate"]["max_regression"] = 0.5
     before, after = metrics_at(history, "main"), metrics_at(history)
-    assert check(params, after, before).passed
-    params["gate"]["max_regression"] = -1
-    with pytest.raises(ValueError, match=r"gate\.max_regression"):
-        check(params, after, before)
+    assert check(parse_settings(raw), after, before).passed
+    raw["gate"]["max_regression"] = -1
+    with pytest.raises(ValueError, match=r"gate\.max_regression is -1"):
+        check(parse_settings(raw), after, before)
 
 
 def test_without_a_baseline_the_gate_passes_and_says_why(history: Path, monkeypatch) -> None:
     monkeypatch.chdir(history)
-    params = config.load_params()
-    verdict = check(params, metrics_at(history), None)
+    verdict = check(load_settings(), metrics_at(history), None)
     assert verdict.passed and "no baseline" in verdict.reason
 
 
-def test_importance_scores_each_metric_as_evaluate_does(splits, trained, params: dict) -> None:
-    truth = labels(splits[1], params)
+def test_importance_scores_each_metric_as_evaluate_does(splits, trained, settings) -> None:
+    truth = labels(splits[1], settings.data)
     scores = score(trained, splits[1])
-    expected = compute_metrics(truth, scores, 0.5)
-    assert {name: metric_value(name, truth, scores, 0.5) for name in METRIC_NAMES} == expected
+    expected = compute(truth, scores, 0.5)
+    assert {name: compute(truth, scores, 0.5, [name])[name] for name in METRICS} == expected
 
 
-def test_lower_is_better_metrics_regress_upwards(params: dict) -> None:
-    settings = {**params, "evaluate": {**params["evaluate"], "primary_metric": "log_loss"}}
-    settings["gate"] = {"max_regression": 0.01}
-    assert not check(settings, {"log_loss": 0.45}, {"log_loss": 0.40}).passed
-    assert check(settings, {"log_loss": 0.35}, {"log_loss": 0.40}).passed
+def test_lower_is_better_metrics_regress_upwards(settings) -> None:
+    raw = settings.model_dump()
+    raw["evaluate"]["primary_metric"] = "log_loss"
+    raw["gate"] = {"max_regression": 0.01}
+    on_log_loss = parse_settings(raw)
+    assert not check(on_log_loss, {"log_loss": 0.45}, {"log_loss": 0.40}).passed
+    assert check(on_log_loss, {"log_loss": 0.35}, {"log_loss": 0.40}).passed
+    raw["evaluate"]["at_most"] = {"log_loss": 0.30}  # a ceiling, in the metric's direction
+    verdict = check(parse_settings(raw), {"log_loss": 0.35}, {"log_loss": 0.40})
+    assert not verdict.passed and "above the ceiling 0.3" in verdict.reason
+
+
+def test_a_limit_against_the_metric_direction_is_rejected(settings) -> None:
+    raw = settings.model_dump()
+    raw["evaluate"]["at_least"] = {"log_loss": 0.3}
+    with pytest.raises(
+        ValueError, match=r"lower is better for log_loss: put it under evaluate\.at_most"
+    ):
+        parse_settings(raw)
 
 
 def test_unknown_base_ref_is_one_clear_error(history: Path, monkeypatch) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }}.schema import FEATURES, ContractError, ModelInput, RawRecord, validate
+from {{ cookiecutter.package }}.contract.schema import FEATURES, ContractError, ModelInput, RawRecord, validate
 
 
 def problems(frame: pd.DataFrame, model=ModelInput) -> dict[tuple[str, str], object]:

@@ -27,7 +27,7 @@ import yaml
 from bad_records import broken_records
 from hypothesis import HealthCheck, given, settings
 
-from {{ cookiecutter.package }}.schema import FEATURES
+from {{ cookiecutter.package }}.contract.schema import FEATURES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -83,7 +83,8 @@ def bento(tmp_path_factory, trained, bento_env: dict[str, str]) -> str:
     shutil.copytree(
         ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
-    shutil.copy(ROOT / "bentofile.yaml", work / "bentofile.yaml")
+    for name in ["bentofile.yaml", "params.yaml"]:
+        shutil.copy(ROOT / name, work / name)
     package = "{{ cookiecutter.package }}"
     run([sys.executable, "-m", package, "prepare-bento", "--model-dir", "model"], work, bento_env)
     run([str(BIN / "bentoml"), "build", "-f", "build/bentofile.yaml", "src"], work, bento_env)

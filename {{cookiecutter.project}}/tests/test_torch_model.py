@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.cli import app
-from {{ cookiecutter.package }}.data import write_table
-from {{ cookiecutter.package }}.evaluate import compute_metrics
-from {{ cookiecutter.package }}.model import load_model
-from {{ cookiecutter.package }}.torch_model import (
-    HISTORY_FILE,
+from {{ cookiecutter.package }}.config import ParamsError, parse_settings
+from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.data import labels, write_table
+from {{ cookiecutter.package }}.modeling.metrics import compute
+from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE, load_model
+from {{ cookiecutter.package }}.modeling.torch_model import (
     WEIGHTS_FILE,
     TorchModel,
     autocast_dtype,
@@ -29,50 +30,58 @@ from {{ cookiecutter.package }}.torch_model import (
     resolve_threads,
     resolve_workers,
 )
-from {{ cookiecutter.package }}.train import inputs, labels
 
 NO_GPU = "needs a CUDA GPU: torch.cuda.is_available() is False on this machine"
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU)
 
 
 @pytest.fixture(scope="module")
-def sample(splits, params: dict) -> tuple[pd.DataFrame, np.ndarray]:
+def sample(splits, settings) -> tuple[pd.DataFrame, np.ndarray]:
     """Part of the real training split: enough signal to learn, small enough to be quick."""
     frame = splits[0].sample(n=1500, random_state=0)
-    return inputs(frame), labels(frame, params)
+    return inputs(frame), labels(frame, settings.data)
 
 
-def quick(params: dict, **overrides) -> dict:
-    return {**params["train"]["torch"], "max_epochs": 3, "device": "cpu", **overrides}
+def quick(settings, **overrides) -> dict:
+    return {**settings.train.torch.model_dump(), "max_epochs": 3, "device": "cpu", **overrides}
 
 
-def fit(params: dict, sample, seed: int = 7, **overrides) -> TorchModel:
-    return TorchModel(quick(params, **overrides), seed).fit(*sample)
+def fit(settings, sample, seed: int = 7, **overrides) -> TorchModel:
+    return TorchModel(quick(settings, **overrides), seed).fit(*sample)
 
 
-def test_same_seed_gives_identical_model_on_cpu(params, sample, records) -> None:
-    first, second = fit(params, sample), fit(params, sample)
+def rejection(settings, **torch_params) -> str:
+    """The error params.yaml gets for these train.torch values."""
+    raw = settings.model_dump()
+    raw["train"]["torch"].update(torch_params)
+    with pytest.raises(ParamsError) as caught:
+        parse_settings(raw)
+    return str(caught.value)
+
+
+def test_same_seed_gives_identical_model_on_cpu(settings, sample, records) -> None:
+    first, second = fit(settings, sample), fit(settings, sample)
     np.testing.assert_array_equal(first.predict_proba(records), second.predict_proba(records))
     assert first.history == second.history
     refit = second.fit(*sample)  # fitting the same instance again starts from scratch
     np.testing.assert_array_equal(refit.predict_proba(records), first.predict_proba(records))
     assert refit.history == first.history
-    other = fit(params, sample, seed=8)
+    other = fit(settings, sample, seed=8)
     assert not np.array_equal(other.predict_proba(records), first.predict_proba(records))
 
 
-def test_fit_leaves_global_torch_state_as_it_found_it(params, sample) -> None:
+def test_fit_leaves_global_torch_state_as_it_found_it(settings, sample) -> None:
     rng = torch.random.get_rng_state()
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
-    fit(params, sample, max_epochs=1)
+    fit(settings, sample, max_epochs=1)
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
-def test_save_load_round_trip_gives_identical_predictions(params, sample, records, tmp_path):
-    model = fit(params, sample)
+def test_save_load_round_trip_gives_identical_predictions(settings, sample, records, tmp_path):
+    model = fit(settings, sample)
     model.save(tmp_path / "model")
     for name in [WEIGHTS_FILE, "preprocessor.joblib", HISTORY_FILE, "meta.json"]:
         assert (tmp_path / "model" / name).is_file(), name
@@ -82,20 +91,21 @@ def test_save_load_round_trip_gives_identical_predictions(params, sample, record
     assert loaded.history == model.history
 
 
-def test_untrained_model_says_what_to_do(params, records, tmp_path) -> None:
-    model = TorchModel(quick(params), seed=1)
+def test_untrained_model_says_what_to_do(settings, records, tmp_path) -> None:
+    model = TorchModel(quick(settings), seed=1)
     with pytest.raises(ValueError, match="fit"):
         model.predict_proba(records)
     with pytest.raises(ValueError, match="fit"):
         model.save(tmp_path)
 
 
-def test_device_selection() -> None:
+def test_device_selection(settings) -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="auto, cpu, cuda"):
-        resolve_device("tpu")
+    assert "train.torch.device is 'tpu': Input should be 'auto', 'cpu' or 'cuda'" in rejection(
+        settings, device="tpu"
+    )
 
 
 def test_cuda_without_a_gpu_is_a_clear_error() -> None:
@@ -106,43 +116,40 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
         resolve_device("cuda")
 
 
-def test_cpu_runs_in_fp32_and_without_worker_processes() -> None:
+def test_cpu_runs_in_fp32_and_without_worker_processes(settings) -> None:
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu, enabled=True) is None
     assert resolve_workers("auto", cpu) == 0
     assert resolve_workers(2, cpu) == 2
     assert resolve_threads(1) == 1
     for bad in ["many", -1, 1.5, True]:
-        with pytest.raises(ValueError, match="num_workers"):
-            resolve_workers(bad, cpu)
+        assert f"train.torch.num_workers is {bad!r}" in rejection(settings, num_workers=bad)
     for bad in [0, "all"]:
-        with pytest.raises(ValueError, match="cpu_threads"):
-            resolve_threads(bad)
+        assert f"train.torch.cpu_threads is {bad!r}" in rejection(settings, cpu_threads=bad)
 
 
-def test_epoch_settings_below_one_are_named(params, sample) -> None:
+def test_epoch_settings_below_one_are_named(settings) -> None:
     for name in ["max_epochs", "patience"]:
-        with pytest.raises(ValueError, match=f"train.torch.{name} is 0"):
-            fit(params, sample, **{name: 0})
+        assert f"train.torch.{name} is 0" in rejection(settings, **{name: 0})
 
 
-def test_early_stopping_stops_when_validation_loss_stalls(params, sample) -> None:
+def test_early_stopping_stops_when_validation_loss_stalls(settings, sample) -> None:
     """Shuffled labels carry no signal, so the validation loss soon stops improving."""
     frame, truth = sample
     noise = np.random.default_rng(0).permutation(truth)
-    model = TorchModel(quick(params, max_epochs=100, patience=3, learning_rate=0.01), 3)
+    model = TorchModel(quick(settings, max_epochs=100, patience=3, learning_rate=0.01), 3)
     history = model.fit(frame, noise).history
     assert history.stopped_early
     assert history.epochs == history.best_epoch + 3 < 100
     assert history.best_epoch == int(np.argmin(history.val_loss)) + 1
 
 
-def test_epoch_losses_go_to_the_active_mlflow_run(params, sample, tmp_path) -> None:
+def test_epoch_losses_go_to_the_active_mlflow_run(settings, sample, tmp_path) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
-        model = fit(params, sample)
+        model = fit(settings, sample)
     client = mlflow.MlflowClient()
     logged = client.get_metric_history(run.info.run_id, "val_loss")
     assert [point.step for point in logged] == [1, 2, 3]
@@ -150,12 +157,12 @@ def test_epoch_losses_go_to_the_active_mlflow_run(params, sample, tmp_path) -> N
 
 
 def test_bad_device_in_params_is_one_error_line(
-    tmp_path: Path, monkeypatch, params: dict, splits
+    tmp_path: Path, monkeypatch, settings, splits
 ) -> None:
-    settings = json.loads(json.dumps(params))
-    settings["train"]["model"] = "torch"
-    settings["train"]["torch"]["device"] = "gpu"
-    (tmp_path / "params.yaml").write_text(json.dumps(settings))  # JSON is valid YAML
+    raw = settings.model_dump()
+    raw["train"]["model"] = "torch"
+    raw["train"]["torch"]["device"] = "gpu"
+    (tmp_path / "params.yaml").write_text(json.dumps(raw))  # JSON is valid YAML
     monkeypatch.chdir(tmp_path)
     write_table(splits[0], config.TRAIN_SPLIT)
     result = CliRunner().invoke(app, ["train"])
@@ -167,24 +174,24 @@ def test_bad_device_in_params_is_one_error_line(
 
 @pytest.mark.gpu
 @needs_gpu
-def test_gpu_training_uses_mixed_precision_and_clears_the_floor(params, splits) -> None:
+def test_gpu_training_uses_mixed_precision_and_clears_the_floor(settings, splits) -> None:
     train, test = splits
-    settings = {**params["train"]["torch"], "device": "cuda", "mixed_precision": True}
-    model = TorchModel(settings, params["seed"]).fit(inputs(train), labels(train, params))
+    torch_params = {**settings.train.torch.model_dump(), "device": "cuda", "mixed_precision": True}
+    model = TorchModel(torch_params, settings.seed).fit(inputs(train), labels(train, settings.data))
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert model.history.precision == expected
     assert model.history.device == torch.cuda.get_device_name(0)
     scores = model.predict_proba(inputs(test))[:, 1]
-    values = compute_metrics(labels(test, params), scores, params["evaluate"]["threshold"])
-    assert values["roc_auc"] >= params["evaluate"]["min_roc_auc"], values
+    values = compute(labels(test, settings.data), scores, settings.evaluate.threshold)
+    assert values["roc_auc"] >= settings.evaluate.at_least["roc_auc"], values
 
 
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_model_saved_then_loaded_on_cpu_predicts_the_same(
-    params, sample, records, tmp_path
+    settings, sample, records, tmp_path
 ) -> None:
-    model = fit(params, sample, device="cuda", num_workers="auto")
+    model = fit(settings, sample, device="cuda", num_workers="auto")
     assert autocast_dtype(torch.device("cuda"), enabled=False) is None
     model.save(tmp_path / "model")
     loaded = load_model(tmp_path / "model")

@@ -32,7 +32,7 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from {{ cookiecutter.package }}.schema import ContractError
+        from {{ cookiecutter.package }}.contract.schema import ContractError
 
         try:
             return command(*args, **kwargs)
@@ -44,13 +44,21 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@app.command("check-params")
+@friendly
+def check_params() -> None:
+    """Validate params.yaml (`make repro` runs this before any stage writes anything)."""
+    settings = config.load_settings()
+    console.print(f"{config.PARAMS_FILE} is valid (model family: {settings.train.model})")
+
+
 @app.command()
 @friendly
 def ingest() -> None:
     """Write the raw dataset named by data.source in params.yaml to data.raw."""
     from {{ cookiecutter.package }}.data import ingest as run_ingest
 
-    raw = run_ingest(config.load_params())
+    raw = run_ingest(config.load_settings().data)
     console.print(f"wrote {raw}; track it with `dvc add {raw}`")
 
 
@@ -58,9 +66,9 @@ def ingest() -> None:
 @friendly
 def prepare() -> None:
     """DVC stage: anonymise the raw data (hash or drop PII columns)."""
-    from {{ cookiecutter.package }}.data import prepare as run_prepare
+    from {{ cookiecutter.package }}.pipeline.prepare import run
 
-    frame = run_prepare(config.load_params(), config.ANONYMISED)
+    frame = run(config.load_settings().data, config.ANONYMISED)
     console.print(f"prepared {len(frame)} rows -> {config.ANONYMISED}")
 
 
@@ -68,10 +76,10 @@ def prepare() -> None:
 @friendly
 def validate() -> None:
     """DVC stage: check the data contract; on success write the train/test split."""
-    from {{ cookiecutter.package }}.validate import run
+    from {{ cookiecutter.package }}.pipeline.validate import run
 
     result = run(
-        config.load_params(),
+        config.load_settings(),
         config.ANONYMISED,
         config.VALIDATION_REPORT,
         config.TRAIN_SPLIT,
@@ -94,9 +102,9 @@ def validate() -> None:
 @friendly
 def train() -> None:
     """DVC stage: fit the model family chosen in params.yaml."""
-    from {{ cookiecutter.package }}.train import run
+    from {{ cookiecutter.package }}.pipeline.train import run
 
-    run(config.load_params(), config.TRAIN_SPLIT, config.MODEL_DIR, config.TRAINING_INFO)
+    run(config.load_settings(), config.TRAIN_SPLIT, config.MODEL_DIR, config.TRAINING_INFO)
     console.print(f"model saved to {config.MODEL_DIR}")
 
 
@@ -104,10 +112,11 @@ def train() -> None:
 @friendly
 def evaluate() -> None:
     """DVC stage: holdout metrics (metrics.json) and plots."""
-    from {{ cookiecutter.package }}.evaluate import run
+    from {{ cookiecutter.package }}.pipeline.evaluate import run
 
+    settings = config.load_settings()
     values = run(
-        config.load_params(), config.MODEL_DIR, config.TEST_SPLIT, config.METRICS, config.PLOTS_DIR
+        settings, config.MODEL_DIR, config.TEST_SPLIT, config.METRICS_FILE, config.PLOTS_DIR
     )
     console.print(" ".join(f"{name}={value:.4f}" for name, value in values.items()))
 
@@ -116,15 +125,11 @@ def evaluate() -> None:
 @friendly
 def register() -> None:
     """DVC stage: log the run to MLflow and register the model under the challenger alias."""
-    import json
+    from {{ cookiecutter.package }}.pipeline.register import run
 
-    from {{ cookiecutter.package }}.registry import log_and_register
-
-    params = config.load_params()
-    metrics = json.loads(config.METRICS.read_text())
-    result = log_and_register(
-        params,
-        metrics,
+    result = run(
+        config.load_settings(),
+        config.METRICS_FILE,
         config.MODEL_DIR,
         [config.PLOTS_DIR, config.VALIDATION_REPORT, config.TRAINING_INFO],
         config.REGISTRY_RECORD,
@@ -159,9 +164,9 @@ def infer_schema(
 @friendly
 def explain() -> None:
     """DVC stage: permutation importance of each input column on the holdout."""
-    from {{ cookiecutter.package }}.explain import run
+    from {{ cookiecutter.package }}.pipeline.explain import run
 
-    record = run(config.load_params(), config.MODEL_DIR, config.TEST_SPLIT, config.IMPORTANCE)
+    record = run(config.load_settings(), config.MODEL_DIR, config.TEST_SPLIT, config.IMPORTANCE)
     top = next(iter(record["features"]), "-")
     console.print(
         f"importance of {len(record['features'])} columns -> {config.IMPORTANCE}; top {top}"
@@ -178,11 +183,11 @@ def report(
     ] = "embed",
 ) -> None:
     """Model report vs a base git ref: metrics, params, plots, importance, data, training."""
-    from {{ cookiecutter.package }}.report import ImageMode, build
+    from {{ cookiecutter.package }}.lifecycle.report import ImageMode, build
 
     if images not in ImageMode.__members__:
         raise UserError(f"--images {images!r} is not one of {sorted(ImageMode.__members__)}")
-    verdict = build(config.load_params(), base, output, config.REPORT_ASSETS, ImageMode(images))
+    verdict = build(config.load_settings(), base, output, config.REPORT_ASSETS, ImageMode(images))
     console.print(f"wrote {output} (vs {base}); quality gate {verdict.line()}", highlight=False)
 
 
@@ -194,28 +199,16 @@ def gate(
     """Quality check: exit 1 when the primary metric regresses vs --base beyond params.yaml."""
     import json
 
-    from {{ cookiecutter.package }}.gate import check
-    from {{ cookiecutter.package }}.report import base_metrics
+    from {{ cookiecutter.package }}.lifecycle.gate import check
+    from {{ cookiecutter.package }}.lifecycle.report import base_metrics
 
-    if not config.METRICS.exists():
-        raise UserError(f"{config.METRICS} not found: run `make repro` first")
-    verdict = check(
-        config.load_params(), json.loads(config.METRICS.read_text()), base_metrics(base)
-    )
+    settings = config.load_settings()
+    if not config.METRICS_FILE.exists():
+        raise UserError(f"{config.METRICS_FILE} not found: run `make repro` first")
+    verdict = check(settings, json.loads(config.METRICS_FILE.read_text()), base_metrics(base))
     if not verdict.passed:
         raise UserError(f"quality gate failed against {base}: {verdict.reason}")
     console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False)
-
-
-def _chosen_model(model_dir: Path | None, model_version: str | None, alias: str | None):
-    """--model-dir, --model-version or --alias; else SERVE_MODEL_*; else champion/challenger."""
-    from {{ cookiecutter.package }} import model_source
-
-    if model_dir is not None:
-        return model_source.from_dir(model_dir)
-    if model_version or alias:
-        return model_source.from_registry(model_version, (alias,) if alias else ())
-    return model_source.from_environment() or model_source.from_registry()
 
 
 ModelDir = Annotated[Path | None, typer.Option(help="a saved model directory, e.g. models/model")]
@@ -239,9 +232,10 @@ def predict(
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows read at a time")] = 100_000,
 ) -> None:
     """Batch predictions for a file; rows that break the contract go to a separate file."""
-    from {{ cookiecutter.package }}.batch import predict_file
+    from {{ cookiecutter.package }}.serving.batch import predict_file
+    from {{ cookiecutter.package }}.serving.choice import choose, load
 
-    model, info = _chosen_model(model_dir, model_version, alias)
+    model, info = load(choose(model_dir, model_version, alias))
     result = predict_file(model, info.threshold, input, output, rejected, chunk_rows)
     console.print(
         f"{result.predicted} of {result.rows} rows predicted -> {result.output} "
@@ -257,9 +251,10 @@ def prepare_bento(
     model_dir: ModelDir = None, model_version: ModelVersion = None, alias: Alias = None
 ) -> None:
     """Put the chosen model into BentoML's model store for `bentoml build` (`make build`)."""
-    from {{ cookiecutter.package }}.bento import BUILD_BENTOFILE, prepare
+    from {{ cookiecutter.package }}.serving.bento import BUILD_BENTOFILE, prepare
+    from {{ cookiecutter.package }}.serving.choice import choose
 
-    tag, info = prepare(model_dir, model_version, alias)
+    tag, info = prepare(choose(model_dir, model_version, alias))
     console.print(
         f"BentoML model {tag} <- {info.name} v{info.version} ({info.source}"
         f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {BUILD_BENTOFILE}",

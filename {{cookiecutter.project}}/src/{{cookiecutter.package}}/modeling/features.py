@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from {{ cookiecutter.package }}.schema import CATEGORICAL, FEATURES, NUMERIC
+from {{ cookiecutter.package }}.contract.schema import CATEGORICAL, FEATURES, NUMERIC
 
 SERVICES = [
     "online_security",

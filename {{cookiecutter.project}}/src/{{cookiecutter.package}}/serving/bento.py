@@ -14,10 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from {{ cookiecutter.package }}.model_source import ModelInfo, export
-from {{ cookiecutter.package }}.registry import RUNTIME_PACKAGES, pins
+from {{ cookiecutter.package }}.lifecycle.registry import RUNTIME_PACKAGES, pins
+from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, Choice, ModelInfo, export
 
-BENTO_MODEL = "{{ cookiecutter.package }}"
 BENTOFILE = Path("bentofile.yaml")
 BUILD_BENTOFILE = Path("build/bentofile.yaml")
 # What the service imports besides the model's own libraries.
@@ -38,15 +37,13 @@ def write_bentofile(source: Path = BENTOFILE, target: Path = BUILD_BENTOFILE) ->
     return target
 
 
-def prepare(
-    model_dir: Path | None = None, model_version: str | None = None, alias: str | None = None
-) -> tuple[str, ModelInfo]:
+def prepare(choice: Choice) -> tuple[str, ModelInfo]:
     """Store the chosen model as BentoML model ``BENTO_MODEL``; returns its tag and origin."""
     import bentoml
 
     with tempfile.TemporaryDirectory() as scratch:
         exported = Path(scratch) / "model"
-        info = export(exported, model_dir, model_version, alias)
+        info = export(choice, exported)
         labels = {"source": info.source, "model_version": info.version, "alias": info.alias}
         with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=info.to_dict()) as stored:
             shutil.copytree(exported, stored.path, dirs_exist_ok=True)

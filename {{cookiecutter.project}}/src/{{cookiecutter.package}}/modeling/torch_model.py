@@ -30,21 +30,19 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from {{ cookiecutter.package }}.features import build_features, make_preprocessor
-from {{ cookiecutter.package }}.model import _read_meta, _write_meta
+from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
+from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE, _read_meta, _write_meta
 
-DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS_FILE = "weights.pt"
 PREPROCESSOR_FILE = "preprocessor.joblib"
-HISTORY_FILE = "history.json"
 
 
 def resolve_device(setting: str) -> torch.device:
-    """``auto`` is CUDA when a GPU is visible, else the CPU; ``cuda`` without a GPU is an error."""
-    if setting not in DEVICES:
-        raise ValueError(
-            f"train.torch.device is {setting!r}; use one of {', '.join(DEVICES)} in params.yaml."
-        )
+    """``auto`` is CUDA when a GPU is visible, else the CPU; ``cuda`` without a GPU is an error.
+
+    params.yaml's settings already allow only auto, cpu and cuda; whether a GPU is there is
+    only known here, at run time.
+    """
     if setting == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "train.torch.device is 'cuda' but torch sees no GPU (torch.cuda.is_available() is "
@@ -75,26 +73,18 @@ def resolve_workers(setting: int | str, device: torch.device) -> int:
     """
     if setting == "auto":
         return 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 2) // 2))
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
-        raise ValueError(
-            f"train.torch.num_workers is {setting!r}; use 'auto' or a whole number >= 0."
-        )
-    return setting
+    return int(setting)
 
 
 def resolve_threads(setting: int | str) -> int:
     """CPU threads for training; ``auto`` is every core.
 
     The matrices of a small tabular MLP are too small to split across cores: extra threads
-    mostly wait on each other, and on a busy machine much longer (docs/benchmarks.md).
+    mostly wait on each other, and on a busy machine much longer.
     """
     if setting == "auto":
         return os.cpu_count() or 1
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ValueError(
-            f"train.torch.cpu_threads is {setting!r}; use 'auto' or a whole number >= 1."
-        )
-    return setting
+    return int(setting)
 
 
 def build_network(inputs: int, hidden_sizes: list[int], dropout: float) -> nn.Sequential:
@@ -138,7 +128,7 @@ class TorchModel:
 
     def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> TorchModel:
         params = self.params
-        device = resolve_device(str(params.get("device", "auto")))
+        device = resolve_device(params["device"])
         features = build_features(frame)
         train_x, val_x, train_y, val_y = train_test_split(
             features,
@@ -150,7 +140,7 @@ class TorchModel:
         # Scaling and category levels are learned from the training part only.
         train_t = self._tensor(self.preprocessor.fit_transform(train_x))
         val_t = self._tensor(self.preprocessor.transform(val_x))
-        threads = resolve_threads(params.get("cpu_threads", 1))
+        threads = resolve_threads(params["cpu_threads"])
         self.history = History()
         with _seeded(self.seed, device), _torch_threads(threads):
             network = build_network(train_t.shape[1], params["hidden_sizes"], params["dropout"])
@@ -305,8 +295,8 @@ def _train(
     history: History,
 ) -> nn.Sequential:
     """Epochs until the validation loss stops improving; returns the best epoch's weights."""
-    workers = resolve_workers(params.get("num_workers", "auto"), device)
-    amp = autocast_dtype(device, bool(params.get("mixed_precision", True)))
+    workers = resolve_workers(params["num_workers"], device)
+    amp = autocast_dtype(device, params["mixed_precision"])
     history.device = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     history.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
     network = network.to(device)
@@ -319,7 +309,7 @@ def _train(
     batch_size = int(params["batch_size"])
     train_batches = _loader(train, batch_size, True, workers, device, seed)
     val_batches = _loader(val, 4 * batch_size, False, 0, device, seed)
-    max_epochs, patience = _at_least_one(params, "max_epochs"), _at_least_one(params, "patience")
+    max_epochs, patience = params["max_epochs"], params["patience"]
     best_loss, best_state = float("inf"), None
     with _progress() as progress:
         task = progress.add_task("training", total=max_epochs, status="")
@@ -353,13 +343,6 @@ def _train(
     assert best_state is not None  # max_epochs >= 1, so at least one epoch was scored
     network.load_state_dict(best_state)
     return network.eval()
-
-
-def _at_least_one(params: dict[str, Any], name: str) -> int:
-    value = params[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"train.torch.{name} is {value!r}; use a whole number >= 1.")
-    return value
 
 
 def _evaluate(

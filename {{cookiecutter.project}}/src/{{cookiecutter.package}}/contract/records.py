@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from {{ cookiecutter.package }}.schema import ModelInput, Problem
+from {{ cookiecutter.package }}.contract.schema import ModelInput, Problem
 
 KINDS = {"int": "a whole number", "float": "a number", "str": "text"}
 

@@ -148,3 +148,9 @@ def validate(frame: pd.DataFrame, model: type[pa.DataFrameModel] = ModelInput) -
         return schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as error:
         raise ContractError(problems_from(error, schema)) from None
+
+
+def inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model input columns of labelled rows, validated: nothing is trained or scored
+    on unchecked data."""
+    return validate(frame[FEATURES], ModelInput)

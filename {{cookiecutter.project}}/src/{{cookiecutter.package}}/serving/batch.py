@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from {{ cookiecutter.package }}.contract.records import contract
 from {{ cookiecutter.package }}.data import table_format
-from {{ cookiecutter.package }}.model import ChurnModel
-from {{ cookiecutter.package }}.records import contract
+from {{ cookiecutter.package }}.modeling.model import ChurnModel
 
 CHUNK_ROWS = 100_000
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from {{ cookiecutter.package }}.config import Settings
+from {{ cookiecutter.package }}.contract.schema import ContractError, Problem, RawRecord, validate
 from {{ cookiecutter.package }}.data import read_table, split, write_table
-from {{ cookiecutter.package }}.schema import ContractError, Problem, RawRecord, validate
 
 
 @dataclass
@@ -62,7 +63,7 @@ def check_frame(frame: pd.DataFrame) -> ValidationResult:
 
 
 def run(
-    params: dict, source: Path, report: Path, train_path: Path, test_path: Path
+    settings: Settings, source: Path, report: Path, train_path: Path, test_path: Path
 ) -> ValidationResult:
     """Validate ``source``; on success write the stratified train/test split."""
     frame = read_table(source)
@@ -71,8 +72,7 @@ def run(
     report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     report.with_suffix(".md").write_text(result.markdown())
     if result.valid:
-        settings = params["data"]
-        train, test = split(frame, settings["target"], settings["test_size"], params["seed"])
+        train, test = split(frame, settings.data.target, settings.data.test_size, settings.seed)
         write_table(train, train_path)
         write_table(test, test_path)
     return result

@@ -5,7 +5,7 @@ JSON array of records. A record that breaks the contract in schema.py gets a 422
 names every problem (field, what was expected, what arrived); a body that is not JSON gets
 BentoML's 400; a body over ``SERVE_MAX_BODY_BYTES`` gets a 413. BentoML adds ``/healthz``,
 ``/readyz`` and ``/metrics``; the metrics below add the prediction distribution, rejections by
-reason and the served model version. docs/serving.md has examples.
+reason and the served model version.
 
 Run it with ``make serve`` (model from the MLflow registry) or serve a built bento.
 """
@@ -26,18 +26,17 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from {{ cookiecutter.package }}.model import ChurnModel
-from {{ cookiecutter.package }}.model_source import (
+from {{ cookiecutter.package }}.contract.records import contract, problem_dicts
+from {{ cookiecutter.package }}.contract.schema import Problem
+from {{ cookiecutter.package }}.modeling.model import ChurnModel
+from {{ cookiecutter.package }}.serving.choice import (
+    BENTO_MODEL,
     ModelInfo,
     ModelNotFound,
-    from_dir,
-    from_environment,
-    from_registry,
+    choose,
+    load,
 )
-from {{ cookiecutter.package }}.records import contract, problem_dicts
-from {{ cookiecutter.package }}.schema import Problem
 
-BENTO_MODEL = "{{ cookiecutter.package }}"
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 MAX_RECORDS = int(os.environ.get("SERVE_MAX_RECORDS", "10000"))
 # Rows per model call when many requests wait at once; larger batches amortise pandas overhead.
@@ -45,8 +44,8 @@ MAX_BATCH_ROWS = int(os.environ.get("SERVE_MAX_BATCH_ROWS", "256"))
 
 log = logging.getLogger(__name__)
 
-# Metric names are shared by every project baked from the template, so dashboards, the canary
-# analysis and drift checks can rely on them.
+# Dashboards, alert rules and the canary analysis read these metric names: rename them in all
+# of those places at once.
 SCORES = bentoml.metrics.Histogram(
     name="model_prediction_score",
     documentation="Predicted probability of the positive class, per record",
@@ -229,16 +228,14 @@ class Batcher:
 
 
 def load_served_model(bento: Any) -> tuple[ChurnModel, ModelInfo]:
-    """SERVE_MODEL_* first; else the model packed in the bento; else the MLflow registry."""
-    chosen = from_environment()
-    if chosen is not None:
-        return chosen
+    """The model by serving.choice's one rule; a built bento offers the model packed in it."""
+    packed = None
     if bento is not None:
         tags = [model.tag for model in bento.info.all_models if model.tag.name == BENTO_MODEL]
         if not tags:
             raise ModelNotFound(f"bento {bento.tag} carries no model: build it with `make build`")
-        return from_dir(Path(bentoml.models.get(tags[0]).path))
-    return from_registry()
+        packed = Path(bentoml.models.get(tags[0]).path)
+    return load(choose(packed=packed))
 
 
 def _in_model_store(name: str) -> bool:

@@ -1,6 +1,6 @@
-"""MLflow: one run per training, with lineage, and a registered version per run.
+"""MLflow: one run per training, with lineage, a registered version per run, and aliases.
 
-Tracking defaults to {% if cookiecutter.mlflow_tracking == 'local' %}``sqlite:///mlflow.db`` in the project (no server){% else %}the server at ``http://127.0.0.1:5000`` (``make mlflow-server``){% endif %};
+The tracking store is ``registry.tracking_uri`` in params.yaml; the environment variable
 ``MLFLOW_TRACKING_URI`` overrides it, which is how CI points at a shared server.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from {{ cookiecutter.package }}.config import RegistrySettings, Settings, flatten
+from {{ cookiecutter.package }}.lifecycle.history import head
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-DEFAULT_TRACKING_URI = "{% if cookiecutter.mlflow_tracking == 'local' %}sqlite:///mlflow.db{% else %}http://127.0.0.1:5000{% endif %}"
 RUNTIME_PACKAGES = ["scikit-learn", "pandas", "pandera", "numpy", "joblib"{% if cookiecutter.model == 'torch' %}, "torch"{% endif %}]
 
 
@@ -41,15 +42,15 @@ def pins(packages: list[str]) -> list[str]:
     return lines
 
 
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+def tracking_uri(settings: RegistrySettings) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", settings.tracking_uri)
 
 
-def client() -> MlflowClient:
+def client(settings: RegistrySettings) -> MlflowClient:
     """A client of the tracking store; mlflow is imported here, not at module load (~2 s)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri(settings))
     return mlflow.MlflowClient()
 
 
@@ -62,44 +63,14 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def git_commit() -> tuple[str, bool]:
-    """Current commit and whether the work tree has uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "none", True
-    return commit, dirty
-
-
 def lineage_tags(raw_data: Path) -> dict[str, str]:
-    commit, dirty = git_commit()
+    commit, dirty = head()
     return {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "dvc_data_md5": file_md5(raw_data),
         "data_path": str(raw_data),
     }
-
-
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
 
 
 def log_training_curves(history: Path) -> None:
@@ -118,7 +89,7 @@ class PyfuncModel:
     """Registry entry point: the saved model directory travels as an artifact."""
 
     def load_context(self, context) -> None:
-        from {{ cookiecutter.package }}.model import load_model
+        from {{ cookiecutter.package }}.modeling.model import load_model
 
         self.model = load_model(Path(context.artifacts["model"]))
 
@@ -134,21 +105,26 @@ def _pyfunc_model() -> Any:
 
 
 def log_and_register(
-    params: dict, metrics: dict[str, float], model_dir: Path, artifacts: list[Path], record: Path
+    settings: Settings,
+    metrics: dict[str, float],
+    model_dir: Path,
+    artifacts: list[Path],
+    record: Path,
 ) -> dict[str, Any]:
     """Log the run, register its model and point the alias from params.yaml at it."""
     import mlflow
 
-    store = client()
-    settings = params["registry"]
-    mlflow.set_experiment(settings["experiment"])
+    from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE
+
+    registry = settings.registry
+    store = client(registry)
+    mlflow.set_experiment(registry.experiment)
+    logged = settings.model_dump(include={"seed", "data", "train", "evaluate"})
     with mlflow.start_run() as run:
-        mlflow.log_params(
-            flatten({key: params[key] for key in ("seed", "data", "train", "evaluate")})
-        )
+        mlflow.log_params({key: str(value) for key, value in flatten(logged).items()})
         mlflow.log_metrics(metrics)
-        mlflow.set_tags(lineage_tags(Path(params["data"]["raw"])))
-        log_training_curves(model_dir / "history.json")
+        mlflow.set_tags(lineage_tags(Path(settings.data.raw)))
+        log_training_curves(model_dir / HISTORY_FILE)
         for path in artifacts:
             if path.is_dir():
                 mlflow.log_artifacts(str(path), path.name)
@@ -159,27 +135,27 @@ def log_and_register(
             python_model=_pyfunc_model(),
             artifacts={"model": str(model_dir)},
             pip_requirements=pins(RUNTIME_PACKAGES),
-            registered_model_name=settings["model_name"],
+            registered_model_name=registry.model_name,
         )
     model_version = str(info.registered_model_version)
-    store.set_registered_model_alias(settings["model_name"], settings["alias"], model_version)
+    store.set_registered_model_alias(registry.model_name, registry.alias, model_version)
     result = {
         "run_id": run.info.run_id,
-        "model_name": settings["model_name"],
+        "model_name": registry.model_name,
         "version": model_version,
-        "alias": settings["alias"],
-        "tracking_uri": tracking_uri(),
+        "alias": registry.alias,
+        "tracking_uri": tracking_uri(registry),
     }
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def version_for_alias(model_name: str, alias: str) -> str | None:
+def version_for_alias(settings: RegistrySettings, alias: str) -> str | None:
     """Registered version behind an alias, or None when the alias is not set."""
     import mlflow.exceptions
 
     try:
-        return str(client().get_model_version_by_alias(model_name, alias).version)
+        return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
     except mlflow.exceptions.MlflowException:
         return None

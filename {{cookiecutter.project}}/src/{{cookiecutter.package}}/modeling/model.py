@@ -16,9 +16,12 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package }}.features import build_features, make_preprocessor
+from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
 
 META_FILE = "meta.json"
+# Per-epoch losses, written by families that train in epochs; the register stage logs them.
+HISTORY_FILE = "history.json"
+FAMILIES = "{{ 'sklearn, torch' if cookiecutter.model == 'torch' else 'sklearn' }}"
 
 
 class ChurnModel(Protocol):
@@ -81,28 +84,24 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _families() -> dict[str, Any]:
-    families: dict[str, Any] = {SklearnModel.family: SklearnModel}
-    try:
-        from {{ cookiecutter.package }}.torch_model import TorchModel
-    except ImportError:  # torch is an optional extra
-        return families
-    families[TorchModel.family] = TorchModel
-    return families
+def _family(name: str) -> type:
+    """The class of a model family; families with heavy imports load only when asked for."""
+{%- if cookiecutter.model == 'torch' %}
+    if name == "torch":
+        from {{ cookiecutter.package }}.modeling.torch_model import TorchModel
+
+        return TorchModel
+{%- endif %}
+    if name == SklearnModel.family:
+        return SklearnModel
+    raise ValueError(f"model family {name!r} is not part of this project; it has: {FAMILIES}")
 
 
 def build_model(family: str, params: dict[str, Any], seed: int) -> ChurnModel:
-    """A fresh, unfitted model of the family named in params.yaml."""
-    families = _families()
-    if family not in families:
-        raise ValueError(
-            f"train.model {family!r} is not available; choose one of {sorted(families)} "
-            "(torch needs `pip install '.[torch]'`)."
-        )
-    return families[family](params, seed)
+    """A fresh, unfitted model of the family named in params.yaml (train.model)."""
+    return _family(family)(params, seed)
 
 
 def load_model(directory: Path) -> ChurnModel:
     """Load whatever family was saved in ``directory``."""
-    family = _read_meta(directory)["family"]
-    return _families()[family].load(directory)
+    return _family(_read_meta(directory)["family"]).load(directory)

@@ -7,24 +7,23 @@ second training run and no DVC remote are needed. The quality gate's verdict goe
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from {{ cookiecutter.package }} import config
-from {{ cookiecutter.package }}.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, render_pngs
-from {{ cookiecutter.package }}.gate import Verdict, check
+from {{ cookiecutter.package }}.config import Settings, flatten
+from {{ cookiecutter.package }}.lifecycle.gate import Verdict, check
+from {{ cookiecutter.package }}.lifecycle.history import describe_head, resolve, show
+from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
 
-PLOT_FILES = ["roc.csv", "precision_recall.csv", "confusion.csv"]
 PLOT_TITLES = {"roc": "ROC", "precision_recall": "Precision-recall", "confusion": "Confusion"}
 ARTIFACT_NAME = "model-report"
 
@@ -50,27 +49,6 @@ class Snapshot:
     plots: dict[str, str] = field(default_factory=dict)  # file name -> CSV text
 
 
-def git(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-
-
-def resolve(ref: str) -> str:
-    """The commit behind ``ref``, or a clear error saying how to make it available."""
-    result = git("rev-parse", "--verify", "--quiet", ref + "^{commit}")
-    if result.returncode != 0:
-        raise ValueError(
-            f"base ref {ref!r} is not a commit in this git repository: fetch it "
-            f"(e.g. `git fetch origin main`) or pass another one with --base"
-        )
-    return result.stdout.strip()
-
-
-def show(commit: str, path: Path) -> str | None:
-    """A file's text at ``commit`` (path relative to the current directory), None if absent."""
-    result = git("show", f"{commit}:./{path.as_posix()}")
-    return result.stdout if result.returncode == 0 else None
-
-
 def _json(text: str | None) -> Any:
     return json.loads(text) if text else None
 
@@ -81,7 +59,7 @@ def now_snapshot() -> Snapshot:
 
     return Snapshot(
         label="this change",
-        metrics=_json(read(config.METRICS)),
+        metrics=_json(read(config.METRICS_FILE)),
         params=yaml.safe_load(read(config.PARAMS_FILE) or "null"),
         validation=_json(read(config.VALIDATION_REPORT)),
         training=_json(read(config.TRAINING_INFO)),
@@ -96,7 +74,7 @@ def now_snapshot() -> Snapshot:
 def base_snapshot(commit: str, ref: str) -> Snapshot:
     return Snapshot(
         label=ref,
-        metrics=_json(show(commit, config.METRICS)),
+        metrics=_json(show(commit, config.METRICS_FILE)),
         params=yaml.safe_load(show(commit, config.PARAMS_FILE) or "null"),
         validation=_json(show(commit, config.VALIDATION_REPORT)),
         training=_json(show(commit, config.TRAINING_INFO)),
@@ -108,15 +86,6 @@ def base_snapshot(commit: str, ref: str) -> Snapshot:
             if (text := show(commit, config.PLOTS_DIR / name)) is not None
         },
     )
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix.rstrip("."): tree} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}{key}."))
-    return flat
 
 
 def params_diff(before: dict | None, after: dict | None) -> list[tuple[str, Any, Any]]:
@@ -132,7 +101,7 @@ def params_diff(before: dict | None, after: dict | None) -> list[tuple[str, Any,
 def direction(metric: str, delta: float) -> str:
     if abs(delta) < 5e-7:
         return "same"
-    return "better" if (delta > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    return "better" if (delta > 0) == METRICS[metric].higher_is_better else "worse"
 
 
 def _number(value: float | None) -> str:
@@ -144,7 +113,7 @@ def metrics_section(now: Snapshot, base: Snapshot, primary: str) -> list[str]:
     if not now.metrics:
         return [*lines, "No metrics.json: the pipeline did not finish (`make repro`).", ""]
     lines += [f"| metric | {base.label} | {now.label} | change | |", "|---|--:|--:|--:|---|"]
-    for name in [m for m in METRIC_NAMES if m in now.metrics]:
+    for name in [m for m in METRICS if m in now.metrics]:
         after = now.metrics[name]
         before = (base.metrics or {}).get(name)
         star = " ★" if name == primary else ""
@@ -155,7 +124,7 @@ def metrics_section(now: Snapshot, base: Snapshot, primary: str) -> list[str]:
         verdict = direction(name, delta)
         mark = {"better": "✅ better", "worse": "🔻 worse", "same": "same"}[verdict]
         lines.append(f"| {name}{star} | {before:.4f} | {after:.4f} | {delta:+.4f} | {mark} |")
-    lower = [name for name, higher in HIGHER_IS_BETTER.items() if not higher]
+    lower = [name for name, metric in METRICS.items() if not metric.higher_is_better]
     lines += [
         "",
         f"★ primary metric (`evaluate.primary_metric`). Lower is better for: {', '.join(lower)}.",
@@ -187,32 +156,11 @@ def render_plots(snapshot: Snapshot, directory: Path) -> dict[str, Path]:
     return {png.stem: png for png in render_pngs(directory, title=f"({snapshot.label})")}
 
 
-def render_overlay(now: Snapshot, base: Snapshot, path: Path) -> Path | None:
-    """ROC and precision-recall curves of both sides on shared axes: the change at a glance."""
+def overlay(now: Snapshot, base: Snapshot, path: Path) -> Path | None:
+    """ROC and precision-recall of both sides on shared axes: the change at a glance."""
     if set(now.plots) != set(PLOT_FILES):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
-    curves = [
-        ("roc.csv", "fpr", "tpr", "ROC"),
-        ("precision_recall.csv", "recall", "precision", "precision-recall"),
-    ]
-    for axis, (name, x, y, title) in zip(axes, curves, strict=True):
-        for snapshot, style in [(base, "--"), (now, "-")]:
-            if name in snapshot.plots:
-                frame = pd.read_csv(io.StringIO(snapshot.plots[name]))
-                axis.plot(frame[x], frame[y], style, label=snapshot.label)
-        axis.set(xlabel=x, ylabel=y, title=title, xlim=(0, 1), ylim=(0, 1.02))
-        axis.legend(loc="lower right" if name == "roc.csv" else "upper right")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return render_overlay({base.label: base.plots, now.label: now.plots}, path)
 
 
 def run_url() -> str | None:
@@ -336,7 +284,7 @@ def gate_banner(verdict: Verdict) -> list[str]:
 
 
 def build(
-    params: dict,
+    settings: Settings,
     base_ref: str,
     out: Path,
     assets: Path,
@@ -346,25 +294,21 @@ def build(
     commit = resolve(base_ref)
     now, base = now_snapshot(), base_snapshot(commit, base_ref)
     if now.metrics is None:
-        raise FileNotFoundError(f"{config.METRICS} not found: run `make repro` first")
-    verdict = check(params, now.metrics, base.metrics)
-    head = git("rev-parse", "--short", "HEAD").stdout.strip() or "no commit yet"
-    if git("status", "--porcelain", "--untracked-files=no").stdout.strip():
-        head += " with uncommitted changes"
+        raise FileNotFoundError(f"{config.METRICS_FILE} not found: run `make repro` first")
+    verdict = check(settings, now.metrics, base.metrics)
     now_plots = render_plots(now, assets / "now")
     base_plots = render_plots(base, assets / "base")
-    overlay = render_overlay(now, base, assets / "compare.png")
-    top = params.get("explain", {}).get("top", 10)
+    compared = overlay(now, base, assets / "compare.png")
     lines = [
-        f"# Model report: {params['registry']['model_name']}",
+        f"# Model report: {settings.registry.model_name}",
         "",
         *gate_banner(verdict),
-        f"Compared with `{base_ref}` ({commit[:8]}); this change: {head}.",
+        f"Compared with `{base_ref}` ({commit[:8]}); this change: {describe_head()}.",
         "",
         *metrics_section(now, base, verdict.metric),
         *params_section(now, base),
-        *plots_section(now_plots, base_plots, (base.label, now.label), out, mode, overlay),
-        *importance_section(now, base, top),
+        *plots_section(now_plots, base_plots, (base.label, now.label), out, mode, compared),
+        *importance_section(now, base, settings.explain.top),
         *validation_section(now),
         *training_section(now, base),
         *registry_section(now),
@@ -376,4 +320,4 @@ def build(
 
 def base_metrics(base_ref: str) -> dict[str, float] | None:
     """metrics.json at ``base_ref`` (None when that commit has none yet)."""
-    return _json(show(resolve(base_ref), config.METRICS))
+    return _json(show(resolve(base_ref), config.METRICS_FILE))
