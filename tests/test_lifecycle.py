@@ -137,6 +137,57 @@ def test_a_bad_params_value_stops_repro_before_any_stage(lifecycle, old, new, na
     assert tree_digest(*kept) == before
 
 
+def champion_tags(project: Path) -> list[str]:
+    return run(["git", "tag", "--list", "champion-*"], cwd=project).stdout.split()
+
+
+def test_retrain_promotes_a_winner_once_and_writes_the_pull_request_body(lifecycle) -> None:
+    """`make retrain` twice on unchanged data: the first run promotes, the second does not."""
+    _, project, _ = lifecycle
+    git = ["git", "-c", "commit.gpgsign=false"]
+    run([*git, "add", "-A"], cwd=project)
+    run([*git, "commit", "-qm", "pipeline run", "--allow-empty"], cwd=project)
+    first = make(project, "retrain")
+    assert "pull request body -> reports/retrain.md" in first
+    record = json.loads((project / "reports" / "promotion.json").read_text())
+    registered = json.loads((project / "reports" / "registry.json").read_text())
+    assert record["promoted"] is True and record["version"] == registered["version"]
+    assert record["approved_by"] == "retrain"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias(registered["model_name"], "champion")
+    assert str(champion.version) == registered["version"]
+    assert champion.tags["promotion.approved_by"] == "retrain"
+    assert len(champion_tags(project)) == 1
+    body = (project / "reports" / "retrain.md").read_text()
+    assert "promoted to champion" in body.splitlines()[0]
+    assert "## Challenger vs champion (same holdout)" in body and "## Data drift" in body
+
+    second = make(project, "retrain")
+    assert "the challenger is the champion already" in second
+    again = json.loads((project / "reports" / "promotion.json").read_text())
+    assert again["promoted"] is False and len(champion_tags(project)) == 1
+    assert "keeps the champion" in (project / "reports" / "retrain.md").read_text()
+
+
+def test_a_worse_challenger_is_not_promoted(lifecycle) -> None:
+    family, project, _ = lifecycle
+    params = project / "params.yaml"
+    original = params.read_text()
+    weaker = {
+        "sklearn": ("max_iter: 300", "max_iter: 2"),
+        "torch": ("max_epochs: 60", "max_epochs: 1"),
+    }
+    params.write_text(original.replace(*weaker[family], 1))
+    champion_before = champion_tags(project)
+    output = make(project, "repro", "promote")
+    record = json.loads((project / "reports" / "promotion.json").read_text())
+    assert record["promoted"] is False and "keep the champion" in record["reason"], output
+    assert champion_tags(project) == champion_before
+    params.write_text(original)
+
+
 def test_broken_data_stops_at_validate_and_keeps_the_old_model(lifecycle) -> None:
     """A user's file with a wrong dtype, a missing and an extra column never reaches train."""
     _, project, _ = lifecycle

@@ -199,15 +199,15 @@ def gate(
     """Quality check: exit 1 when the primary metric regresses vs --base beyond params.yaml."""
     import json
 
-    from {{ cookiecutter.package }}.lifecycle.gate import check
-    from {{ cookiecutter.package }}.lifecycle.report import base_metrics
+    from {{ cookiecutter.package }}.lifecycle.gate import baseline, check
 
     settings = config.load_settings()
     if not config.METRICS_FILE.exists():
         raise UserError(f"{config.METRICS_FILE} not found: run `make repro` first")
-    verdict = check(settings, json.loads(config.METRICS_FILE.read_text()), base_metrics(base))
+    metrics = json.loads(config.METRICS_FILE.read_text())
+    verdict = check(settings, metrics, *baseline(settings, base))
     if not verdict.passed:
-        raise UserError(f"quality gate failed against {base}: {verdict.reason}")
+        raise UserError(f"quality gate failed: {verdict.reason}")
     console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False)
 
 
@@ -260,6 +260,65 @@ def prepare_bento(
         f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {BUILD_BENTOFILE}",
         highlight=False,
     )
+
+
+@app.command()
+@friendly
+def promote(
+    decide_only: Annotated[
+        bool, typer.Option(help="write the decision to reports/promotion.json; move nothing")
+    ] = False,
+    approved_by: Annotated[
+        str, typer.Option(help="who or what approves: retrain, canary, or a person's name")
+    ] = "make promote",
+) -> None:
+    """Champion/challenger: both on the same holdout; the challenger wins or the champion stays."""
+    import json
+
+    from {{ cookiecutter.package }}.lifecycle import champion
+
+    settings = config.load_settings()
+    if not config.REGISTRY_RECORD.exists():
+        raise UserError(f"{config.REGISTRY_RECORD} not found: run `make repro` to register one")
+    version = json.loads(config.REGISTRY_RECORD.read_text())["version"]
+    result = champion.challenge(settings, config.MODEL_DIR, config.TEST_SPLIT, version)
+    decision = result.decision
+    console.print(f"{result.basis}; {decision.reason}", highlight=False, markup=False)
+    if decision.promote and not decide_only:
+        record = champion.promote(
+            settings, version, approved_by=approved_by, evidence=result.to_dict()
+        )
+        console.print(
+            f"promoted {settings.registry.model_name} v{version} to champion "
+            f"(git tag {record.get('git_tag') or '-'}) -> {champion.PROMOTION_RECORD}",
+            highlight=False,
+        )
+        return
+    verdict = "would be promoted (--decide-only)" if decision.promote else "stays challenger"
+    champion.keep(f"v{version} {verdict}: {decision.reason}", result.to_dict())
+    console.print(f"v{version} {verdict} -> {champion.PROMOTION_RECORD}", highlight=False)
+
+
+@app.command("retrain-report")
+@friendly
+def retrain_report() -> None:
+    """The retraining pull request's body (decision, metrics vs champion, drift)."""
+    import json
+    import os
+
+    from {{ cookiecutter.package }}.lifecycle import champion
+    from {{ cookiecutter.package }}.lifecycle.retrain import write
+
+    path = write(config.load_settings())
+    console.print(f"pull request body -> {path}", highlight=False)
+    # In GitHub Actions: the body as the run's summary, and whether a pull request should open.
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(summary, "a") as handle:
+            handle.write(path.read_text())
+    if output := os.environ.get("GITHUB_OUTPUT"):
+        wins = json.loads(champion.PROMOTION_RECORD.read_text())["evidence"]["decision"]["promote"]
+        with open(output, "a") as handle:
+            handle.write(f"wins={str(wins).lower()}\n")
 
 
 def main() -> None:

@@ -141,6 +141,11 @@ class RegistrySettings(Strict):
     alias: str
 
 
+class PromotionSettings(Strict):
+    min_delta: Annotated[float, Field(ge=0)]
+    guardrails: dict[MetricName, Annotated[float, Field(ge=0)]]
+
+
 class Settings(Strict):
     seed: Annotated[int, Field(ge=0)]
     data: DataSettings
@@ -149,6 +154,7 @@ class Settings(Strict):
     explain: ExplainSettings
     gate: GateSettings
     registry: RegistrySettings
+    promotion: PromotionSettings
 
 
 def load_settings(path: Path = PARAMS_FILE) -> Settings:

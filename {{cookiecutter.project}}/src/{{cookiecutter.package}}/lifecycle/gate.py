@@ -1,7 +1,8 @@
 """The quality gate: may this model replace the one it is compared with?
 
 It compares the primary metric (params.yaml ``evaluate.primary_metric``) of a candidate with a
-baseline (the base branch in a pull request). It fails when the candidate is worse by more
+baseline: the durable champion when one has been promoted (``champion.py``), else the base
+branch's committed metrics, and says which. It fails when the candidate is worse by more
 than ``gate.max_regression``, or beyond the metric's holdout limit (``evaluate.at_least`` /
 ``evaluate.at_most``) when one is set. The PR workflow runs it as a required status check; the
 report puts its reason on top.
@@ -9,9 +10,11 @@ report puts its reason on top.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from {{ cookiecutter.package }}.config import Settings
+from {{ cookiecutter.package }}.config import METRICS_FILE, Settings
+from {{ cookiecutter.package }}.lifecycle.history import resolve, show
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 
 
@@ -27,8 +30,27 @@ class Verdict:
         return f"{'PASSED' if self.passed else 'FAILED'}: {self.reason}"
 
 
+def base_metrics(base_ref: str) -> dict[str, float] | None:
+    """metrics.json as committed at ``base_ref`` (None when that commit has none yet)."""
+    text = show(resolve(base_ref), METRICS_FILE)
+    return json.loads(text) if text else None
+
+
+def baseline(settings: Settings, base_ref: str) -> tuple[dict[str, float] | None, str]:
+    """What a candidate is judged against, and that baseline's name for the verdict."""
+    from {{ cookiecutter.package }}.lifecycle.champion import current
+
+    champion = current(settings)
+    if champion is not None:
+        return champion.metrics, f"the champion ({champion.where})"
+    return base_metrics(base_ref), f"{base_ref} (no champion promoted yet)"
+
+
 def check(
-    settings: Settings, candidate: dict[str, float], baseline: dict[str, float] | None
+    settings: Settings,
+    candidate: dict[str, float],
+    baseline: dict[str, float] | None,
+    against: str = "the baseline",
 ) -> Verdict:
     """Judge ``candidate`` metrics against ``baseline`` (None: nothing to compare with yet)."""
     name = settings.evaluate.primary_metric
@@ -42,14 +64,21 @@ def check(
         reason = f"{name} {now:.4f} is {where} {limit} set in params.yaml"
         return Verdict(False, reason, name, now, None)
     if not baseline or name not in baseline:
-        return Verdict(True, f"{name} {now:.4f}; no baseline to compare with", name, now, None)
+        if limit is None:
+            reason = (
+                f"{name} {now:.4f}: nothing to compare with ({against} has no {name}) and no "
+                f"limit for it in evaluate.at_least / at_most; set one in params.yaml"
+            )
+            return Verdict(False, reason, name, now, None)
+        reason = f"{name} {now:.4f} within its limit {limit}; no baseline in {against}"
+        return Verdict(True, reason, name, now, None)
     before = float(baseline[name])
     regression = metric.regression(before, now)
     if regression > tolerance:
         return Verdict(
             False,
-            f"{name} regressed by {regression:.4f} ({before:.4f} -> {now:.4f}), more than "
-            f"the {tolerance} allowed by gate.max_regression",
+            f"{name} regressed by {regression:.4f} vs {against} ({before:.4f} -> {now:.4f}), "
+            f"more than the {tolerance} allowed by gate.max_regression",
             name,
             now,
             before,
@@ -58,4 +87,5 @@ def check(
         change = f"regressed by {regression:.4f}, within the {tolerance} allowed"
     else:
         change = "improved" if regression < 0 else "unchanged"
-    return Verdict(True, f"{name} {change}: {before:.4f} -> {now:.4f}", name, now, before)
+    reason = f"{name} {change} vs {against}: {before:.4f} -> {now:.4f}"
+    return Verdict(True, reason, name, now, before)

@@ -19,7 +19,7 @@ import yaml
 
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.config import Settings, flatten
-from {{ cookiecutter.package }}.lifecycle.gate import Verdict, check
+from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
 from {{ cookiecutter.package }}.lifecycle.history import describe_head, resolve, show
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
@@ -295,7 +295,7 @@ def build(
     now, base = now_snapshot(), base_snapshot(commit, base_ref)
     if now.metrics is None:
         raise FileNotFoundError(f"{config.METRICS_FILE} not found: run `make repro` first")
-    verdict = check(settings, now.metrics, base.metrics)
+    verdict = check(settings, now.metrics, *baseline(settings, base_ref))
     now_plots = render_plots(now, assets / "now")
     base_plots = render_plots(base, assets / "base")
     compared = overlay(now, base, assets / "compare.png")
@@ -316,8 +316,3 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n")
     return verdict
-
-
-def base_metrics(base_ref: str) -> dict[str, float] | None:
-    """metrics.json at ``base_ref`` (None when that commit has none yet)."""
-    return _json(show(resolve(base_ref), config.METRICS_FILE))
