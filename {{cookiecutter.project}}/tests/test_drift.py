@@ -1,0 +1,245 @@
+"""Drift statistics against scipy's reference implementations, and the verdicts they give."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
+
+from {{ cookiecutter.package }}.lifecycle.drift import (
+    SCORE,
+    DriftError,
+    DriftSettings,
+    chi2_homogeneity,
+    drift,
+    jensen_shannon,
+    ks_pvalue,
+    ks_wasserstein,
+    psi,
+    write_report,
+)
+
+KINDS = {"amount": "float", "visits": "int", "plan": "str", "region": "str"}
+
+# Ties matter (the CDFs jump at runs of equal values): mix small integers with wide floats.
+values = st.one_of(st.integers(-5, 5).map(float), st.floats(-1e6, 1e6, allow_subnormal=False))
+samples = st.lists(values, min_size=1, max_size=120).map(lambda xs: np.sort(np.array(xs)))
+
+
+@pytest.fixture(scope="module")
+def limits(params: dict) -> DriftSettings:
+    """The thresholds a generated project ships with (params.yaml `drift:`)."""
+    return DriftSettings.model_validate(params["drift"])
+
+
+def frame(rng: np.random.Generator, rows: int, shift: float = 0.0, plan_p=None) -> pd.DataFrame:
+    plans = np.array(["basic", "plus", "pro", None], dtype=object)
+    return pd.DataFrame(
+        {
+            "amount": rng.normal(50 + shift * 10, 10, rows),
+            "visits": rng.poisson(4, rows),
+            "plan": plans[rng.choice(4, rows, p=plan_p or [0.4, 0.3, 0.2, 0.1])],
+            "region": rng.choice(["north", "south", "east", "west"], rows),
+        }
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(reference=samples, current=samples)
+def test_ks_and_wasserstein_equal_scipy(reference: np.ndarray, current: np.ndarray) -> None:
+    ks, distance = ks_wasserstein(reference, current)
+    expected = ks_2samp(reference, current, method="asymp")
+    assert ks == pytest.approx(expected.statistic, rel=1e-9, abs=1e-12)
+    assert ks_pvalue(ks, reference.size, current.size) == pytest.approx(
+        expected.pvalue, rel=1e-9, abs=1e-12
+    )
+    scale = max(1.0, float(np.abs(np.concatenate([reference, current])).max()))
+    assert distance == pytest.approx(
+        wasserstein_distance(reference, current), rel=1e-9, abs=1e-12 * scale
+    )
+
+
+def test_ks_pvalue_of_large_samples_stays_close_to_scipy() -> None:
+    # Above an effective size of 10,000 the limiting distribution is used (see ks_pvalue).
+    rng = np.random.default_rng(3)
+    reference, current = np.sort(rng.normal(0, 1, 30_000)), np.sort(rng.normal(0.03, 1, 30_000))
+    ks, _ = ks_wasserstein(reference, current)
+    expected = ks_2samp(reference, current, method="asymp").pvalue
+    assert 1e-8 < expected < 0.5
+    assert ks_pvalue(ks, reference.size, current.size) == pytest.approx(expected, rel=0.03)
+
+
+def count_pairs(k: int) -> st.SearchStrategy:
+    counts = st.lists(st.integers(0, 60), min_size=k, max_size=k)
+    return st.tuples(counts, counts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pair=st.integers(1, 8).flatmap(count_pairs))
+def test_chi_square_and_jensen_shannon_equal_scipy(pair: tuple[list[int], list[int]]) -> None:
+    reference, current = (np.array(c) for c in pair)
+    if reference.sum() == 0 or current.sum() == 0:
+        return
+    table = np.vstack([reference, current])
+    table = table[:, table.sum(axis=0) > 0]
+    expected_p = chi2_contingency(table, correction=False).pvalue if table.shape[1] > 1 else 1.0
+    assert chi2_homogeneity(reference, current) == pytest.approx(expected_p, rel=1e-9, abs=1e-12)
+    assert jensen_shannon(reference, current) == pytest.approx(
+        jensenshannon(reference, current), rel=1e-9, abs=1e-7
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reference=st.lists(st.sampled_from(["a", "b", "c", None]), min_size=5, max_size=60),
+    current=st.lists(st.sampled_from(["a", "b", "d", None]), min_size=5, max_size=60),
+)
+def test_categorical_column_counts_missing_and_unseen_as_categories(reference, current) -> None:
+    ref, cur = pd.Series(reference, dtype=object), pd.Series(current, dtype=object)
+    result = drift(ref.to_frame("plan"), cur.to_frame("plan"), {"plan": "str"}, small()).features[0]
+    table = pd.concat(
+        [ref.fillna("<missing>").value_counts(), cur.fillna("<missing>").value_counts()], axis=1
+    ).fillna(0)
+    ref_counts, cur_counts = table.iloc[:, 0].to_numpy(), table.iloc[:, 1].to_numpy()
+    expected_p = (
+        chi2_contingency(table.T.to_numpy(), correction=False).pvalue if len(table) > 1 else 1.0
+    )
+    assert result.statistics["chi2_pvalue"] == pytest.approx(expected_p, rel=1e-9, abs=1e-12)
+    assert result.statistics["jensen_shannon"] == pytest.approx(
+        jensenshannon(ref_counts, cur_counts), rel=1e-9, abs=1e-7
+    )
+    assert result.null_share == (ref.isna().mean(), cur.isna().mean())
+
+
+def test_psi_of_a_known_shift() -> None:
+    assert psi(np.array([50, 50]), np.array([50, 50])) == 0
+    # (0.8 - 0.5) ln(0.8 / 0.5) + (0.2 - 0.5) ln(0.2 / 0.5)
+    assert psi(np.array([50, 50]), np.array([80, 20])) == pytest.approx(0.4159, abs=1e-4)
+    # An empty bin counts as a share of 0.0001 instead of making PSI infinite.
+    assert np.isfinite(psi(np.array([100, 0]), np.array([50, 50])))
+
+
+def small(**overrides) -> DriftSettings:
+    base = dict(
+        numeric_stat="wasserstein",
+        categorical_stat="jensen_shannon",
+        wasserstein=0.1,
+        jensen_shannon=0.1,
+        psi=0.2,
+        ks_pvalue=0.01,
+        chi2_pvalue=0.01,
+        null_share=0.1,
+        bins=10,
+        min_rows=5,
+    )
+    return DriftSettings.model_validate(base | overrides)
+
+
+def test_two_samples_of_one_distribution_are_not_flagged(limits: DriftSettings) -> None:
+    # The module's bound: a column is flagged with probability at most ks_pvalue + chi2_pvalue
+    # (2%), 4 columns here; the effect-size thresholds make it far rarer in practice.
+    rows = limits.min_rows * 2
+    flagged = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        report = drift(frame(rng, rows), frame(rng, rows), KINDS, limits)
+        flagged += report.drifted_columns
+    assert len(flagged) <= 200 * 0.01, flagged
+
+
+def test_a_known_shift_is_flagged_and_named(limits: DriftSettings, tmp_path) -> None:
+    rng = np.random.default_rng(7)
+    reference = frame(rng, 5000)
+    current = frame(rng, 5000, shift=0.5, plan_p=[0.2, 0.3, 0.4, 0.1])
+    report = drift(reference, current, KINDS, limits)
+    assert report.drifted
+    assert sorted(report.drifted_columns) == ["amount", "plan"]
+    by_name = {result.name: result for result in report.features}
+    assert by_name["amount"].decided_by == "wasserstein"
+    assert by_name["amount"].statistics["wasserstein"] == pytest.approx(0.5, abs=0.05)
+    assert by_name["plan"].decided_by == "jensen_shannon"
+
+    write_report(report, tmp_path / "drift.json", tmp_path / "drift.md")
+    saved = json.loads((tmp_path / "drift.json").read_text())
+    assert saved["drifted"] is True and sorted(saved["drifted_columns"]) == ["amount", "plan"]
+    table = (tmp_path / "drift.md").read_text().splitlines()
+    assert table[0] == "## Data drift"
+    rows = [line for line in table if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows[:2]] == ["amount", "plan"]  # drifted first
+    assert "| no |" in rows[2] and "| no |" in rows[3]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_p_values_alone_do_not_decide_on_large_samples(limits: DriftSettings) -> None:
+    rng = np.random.default_rng(11)
+    reference, current = frame(rng, 200_000), frame(rng, 200_000, shift=0.04)
+    result = drift(reference, current, KINDS, limits).features[0]
+    assert result.statistics["ks_pvalue"] < limits.ks_pvalue  # a test alone would flag it
+    assert not result.drifted  # 0.04 standard deviations is below the effect-size threshold
+
+
+def test_per_column_overrides_and_psi_as_the_deciding_statistic() -> None:
+    rng = np.random.default_rng(5)
+    reference, current = frame(rng, 3000), frame(rng, 3000, shift=0.3)
+    assert drift(reference, current, KINDS, small()).drifted_columns == ["amount"]
+    relaxed = small(features={"amount": {"wasserstein": 0.5}})
+    assert drift(reference, current, KINDS, relaxed).drifted_columns == []
+    by_psi = drift(reference, current, KINDS, small(numeric_stat="psi", psi=0.05))
+    assert by_psi.features[0].decided_by == "psi" and by_psi.drifted_columns == ["amount"]
+
+
+def test_prediction_score_drift_is_judged_like_a_numeric_column() -> None:
+    rng = np.random.default_rng(2)
+    reference, current = frame(rng, 2000), frame(rng, 2000)
+    scores = (rng.beta(2, 5, 2000), rng.beta(5, 2, 2000))
+    report = drift(reference, current, KINDS, small(), scores=scores)
+    assert report.drifted_columns == [SCORE]
+    assert report.score is not None and report.score.statistics["ks_pvalue"] < 1e-10
+
+
+def test_constant_columns() -> None:
+    same = pd.DataFrame({"x": [3.0] * 50, "c": ["a"] * 50})
+    report = drift(same, same, {"x": "float", "c": "str"}, small())
+    assert not report.drifted
+    x, c = report.features
+    assert x.statistics["ks"] == 0 and x.statistics["wasserstein"] == 0
+    assert x.statistics["ks_pvalue"] == 1 and c.statistics["chi2_pvalue"] == 1
+    moved = pd.DataFrame({"x": [4.0] * 50, "c": ["b"] * 50})
+    assert drift(same, moved, {"x": "float", "c": "str"}, small()).drifted_columns == ["x", "c"]
+
+
+def test_all_missing_columns() -> None:
+    empty = pd.DataFrame({"x": [np.nan] * 40, "c": pd.Series([None] * 40, dtype=object)})
+    assert not drift(empty, empty, {"x": "float", "c": "str"}, small()).drifted
+    present = pd.DataFrame({"x": np.arange(40.0), "c": ["a"] * 40})
+    report = drift(present, empty, {"x": "float", "c": "str"}, small())
+    x, c = report.features
+    assert x.drifted and x.decided_by == "null_share" and x.statistics["wasserstein"] is None
+    assert c.drifted and c.null_share == (0.0, 1.0)
+    json.dumps(report.to_dict(), allow_nan=False)  # drift.json stays strict JSON
+
+
+def test_an_unseen_category_is_drift() -> None:
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame({"c": rng.choice(["a", "b"], 1000)})
+    current = pd.DataFrame({"c": rng.choice(["a", "b", "new"], 1000)})
+    result = drift(reference, current, {"c": "str"}, small()).features[0]
+    assert result.drifted and np.isfinite(result.statistics["psi"])
+
+
+def test_bad_inputs_get_one_clear_error() -> None:
+    rows = pd.DataFrame({"x": np.arange(10.0)})
+    with pytest.raises(DriftError, match=r"current sample has 3 rows.*min_rows"):
+        drift(rows, rows.head(3), {"x": "float"}, small(min_rows=5))
+    with pytest.raises(DriftError, match=r"no column\(s\) \['y'\]"):
+        drift(rows, rows, {"x": "float", "y": "float"}, small())
+    with pytest.raises(DriftError, match=r"drift.features .* \['typo'\]"):
+        drift(rows, rows, {"x": "float"}, small(features={"typo": {"psi": 0.1}}))
+    with pytest.raises(ValueError, match="ks_pvalue"):
+        small(ks_pvalue=1.5)
