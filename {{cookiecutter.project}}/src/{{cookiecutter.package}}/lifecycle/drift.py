@@ -268,6 +268,8 @@ def ks_pvalue(statistic: float, n_ref: int, n_cur: int) -> float:
     from scipy.stats import kstwo
 
     effective = round(n_ref * n_cur / (n_ref + n_cur))
+    if effective < 1:
+        return 1.0  # one value against one value: no evidence either way (scipy: NaN)
     if effective <= KS_EXACT_N:
         return float(np.clip(kstwo.sf(statistic, effective), 0, 1))
     return float(np.clip(kolmogorov(math.sqrt(effective) * statistic), 0, 1))
