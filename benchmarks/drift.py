@@ -175,7 +175,7 @@ for metric in result.dict()["metrics"]:
         # p-value methods drift below the threshold, distances at or above it
         p_value = "p_value" in method or "test" in method
         drifted = value < threshold if p_value else value >= threshold
-        verdicts[config["column"]] = [drifted, method, value]
+        verdicts[config["column"]] = [bool(drifted), method, float(value)]
 finish(seconds, verdicts)
 """
 )
@@ -290,11 +290,14 @@ def main() -> int:
 
     def row(label: str, result: dict) -> list[object]:
         flagged = sum(v[0] for v in result["verdicts"].values())
+        extra = (result["rss_kb"] - results["load only"]["rss_kb"]) / 1024
         return [
             label,
-            f"{result['seconds']:.2f}",
+            f"{result['seconds']:.2f}" if result["verdicts"] else "",
+            f"{result['load']:.2f}",
             f"{theirs['seconds'] / result['seconds']:.1f}x" if result["seconds"] else "",
             f"{result['rss_kb'] / 1024:.0f}",
+            f"+{extra:.0f}" if result["verdicts"] else "",
             flagged if result["verdicts"] else "",
         ]
 
@@ -312,9 +315,11 @@ def main() -> int:
             table(
                 [
                     "contender",
-                    "seconds (excl. load)",
+                    "drift seconds",
+                    "load seconds",
                     "speed-up vs evidently",
                     "peak RSS MB",
+                    "above load only",
                     "columns flagged",
                 ],
                 [
@@ -341,8 +346,8 @@ def main() -> int:
             f"{len(columns)} right" + (f" (wrong: {', '.join(wrong)})" if wrong else "") + ". "
             f"scipy's p-values alone flag {sum(v[0] for v in scipy['verdicts'].values())} "
             f"columns and disagree with ours on {len(scipy_disagree)} "
-            f"({', '.join(f'`{c}`' for c in scipy_disagree)}): at a million rows a shift of a "
-            "few hundredths of a standard deviation has a p-value near zero, which is why our "
+            f"({', '.join(f'`{c}`' for c in scipy_disagree)}): at {args.rows:,} rows a shift of "
+            "a few hundredths of a standard deviation has a p-value near zero, which is why our "
             "rule needs the effect size to cross its threshold as well.",
             table(
                 ["target", "measured", "met"],
