@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,11 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
+from typer.testing import CliRunner
 
+from {{ cookiecutter.package }}.cli import app
+from {{ cookiecutter.package }}.config import DriftSettings
+from {{ cookiecutter.package }}.data import write_table
 from {{ cookiecutter.package }}.lifecycle.drift import (
     SCORE,
     DriftError,
-    DriftSettings,
     chi2_homogeneity,
     drift,
     jensen_shannon,
@@ -33,9 +38,9 @@ samples = st.lists(values, min_size=2, max_size=120).map(lambda xs: np.sort(np.a
 
 
 @pytest.fixture(scope="module")
-def limits(params: dict) -> DriftSettings:
+def limits(settings) -> DriftSettings:
     """The thresholds a generated project ships with (params.yaml `drift:`)."""
-    return DriftSettings.model_validate(params["drift"])
+    return settings.drift
 
 
 def frame(rng: np.random.Generator, rows: int, shift: float = 0.0, plan_p=None) -> pd.DataFrame:
@@ -137,6 +142,7 @@ def small(**overrides) -> DriftSettings:
         null_share=0.1,
         bins=10,
         min_rows=5,
+        features={},
     )
     return DriftSettings.model_validate(base | overrides)
 
@@ -245,3 +251,43 @@ def test_bad_inputs_get_one_clear_error() -> None:
         drift(rows, rows, {"x": "float"}, small(features={"typo": {"psi": 0.1}}))
     with pytest.raises(ValueError, match="ks_pvalue"):
         small(ks_pvalue=1.5)
+
+
+def test_cli_exit_code_says_drift_or_not(tmp_path: Path, monkeypatch, splits, trained) -> None:
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    train, test = splits
+    # Recent customers: a shorter tenure and higher charges than those the model learnt from.
+    shifted = train.assign(
+        tenure=train["tenure"] // 3, monthly_charges=train["monthly_charges"] * 1.4
+    )
+    for name, table in [
+        ("reference", train),
+        ("same", train.sample(frac=1.0, random_state=1)),
+        ("shifted", shifted),
+        ("tiny", test.head(20)),
+    ]:
+        write_table(table, Path(f"{name}.parquet"))
+
+    def run(current: str, *more: str):
+        arguments = ["drift", "--reference", "reference.parquet", "--current", current, *more]
+        return CliRunner().invoke(app, arguments)
+
+    calm = run("same.parquet")
+    assert calm.exit_code == 0, calm.output
+    assert json.loads(Path("reports/drift.json").read_text())["drifted"] is False
+
+    moved = run("shifted.parquet", "--output", "out/drift.json")
+    assert moved.exit_code == 3, moved.output
+    drifted = json.loads(Path("out/drift.json").read_text())["drifted_columns"]
+    assert sorted(drifted) == ["monthly_charges", "tenure"]
+    assert "monthly_charges" in Path("out/drift.md").read_text().split("| no |")[0]
+
+    trained.save(Path("model"))
+    scored = run("shifted.parquet", "--scores", "--model-dir", "model")
+    assert scored.exit_code == 3, scored.output
+    score = json.loads(Path("reports/drift.json").read_text())["score"]
+    assert score["name"] == SCORE and score["drifted"]  # the model sees shorter tenures
+
+    tiny = run("tiny.parquet")
+    assert tiny.exit_code == 1 and "min_rows" in tiny.output and "Traceback" not in tiny.output

@@ -321,6 +321,57 @@ def retrain_report() -> None:
             handle.write(f"wins={str(wins).lower()}\n")
 
 
+# --- drift ---------------------------------------------------------------------------------
+DRIFT_EXIT = 3  # `drift` exits 0 without drift, 3 with drift, 1 on an error
+
+
+@app.command()
+@friendly
+def drift(
+    reference: Annotated[
+        Path, typer.Option(help="the sample the model learnt from: .csv/.parquet")
+    ],
+    current: Annotated[Path, typer.Option(help="the sample to compare with it: .csv/.parquet")],
+    output: Annotated[
+        Path, typer.Option(help="drift.json; the markdown section goes next to it as .md")
+    ] = Path("reports/drift.json"),
+    scores: Annotated[
+        bool, typer.Option(help="also compare the chosen model's scores of both samples")
+    ] = False,
+    model_dir: ModelDir = None,
+    model_version: ModelVersion = None,
+    alias: Alias = None,
+) -> None:
+    """Per-column drift of CURRENT against REFERENCE (params.yaml drift). Exit code: 0 no drift,
+    3 drift, 1 error."""
+    from {{ cookiecutter.package }}.contract.records import column_kind
+    from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
+    from {{ cookiecutter.package }}.data import read_table
+    from {{ cookiecutter.package }}.lifecycle.drift import drift as compare
+    from {{ cookiecutter.package }}.lifecycle.drift import write_report
+
+    settings = config.load_settings()
+    kinds = {name: column_kind(c) for name, c in ModelInput.to_schema().columns.items()}
+    samples = read_table(reference), read_table(current)
+    model_scores = None
+    if scores:
+        from {{ cookiecutter.package }}.serving.choice import choose, load
+
+        model, _ = load(choose(model_dir, model_version, alias))
+        model_scores = tuple(model.predict_proba(inputs(s))[:, 1] for s in samples)
+    report = compare(*samples, kinds, settings.drift, scores=model_scores)
+    write_report(report, output, output.with_suffix(".md"))
+    drifted = ", ".join(report.drifted_columns) or "none"
+    console.print(
+        f"drift in {len(report.drifted_columns)} of {len(report.results)} columns ({drifted}) "
+        f"-> {output}, {output.with_suffix('.md')}",
+        highlight=False,
+        markup=False,
+    )
+    if report.drifted:
+        raise typer.Exit(DRIFT_EXIT)
+
+
 def main() -> None:
     app()
 

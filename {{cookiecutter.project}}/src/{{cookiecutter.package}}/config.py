@@ -146,6 +146,51 @@ class PromotionSettings(Strict):
     guardrails: dict[MetricName, Annotated[float, Field(ge=0)]]
 
 
+# --- drift (lifecycle/drift.py; the verdict rule is in its docstring) ---
+NumericStat = Literal["wasserstein", "psi"]
+CategoricalStat = Literal["jensen_shannon", "psi"]
+Distance = Annotated[float, Field(gt=0)]
+
+
+class DriftThresholds(Strict):
+    """One column's overrides in ``drift.features``; a key left out keeps the global value."""
+
+    psi: Distance | None = None
+    ks_pvalue: Fraction | None = None
+    wasserstein: Distance | None = None
+    chi2_pvalue: Fraction | None = None
+    jensen_shannon: Distance | None = None
+    null_share: Fraction | None = None
+    numeric_stat: NumericStat | None = None
+    categorical_stat: CategoricalStat | None = None
+
+
+class DriftLimits(Strict):
+    """The thresholds that judge one column."""
+
+    psi: Distance
+    ks_pvalue: Fraction
+    wasserstein: Distance
+    chi2_pvalue: Fraction
+    jensen_shannon: Distance
+    null_share: Fraction
+    numeric_stat: NumericStat
+    categorical_stat: CategoricalStat
+
+
+class DriftSettings(DriftLimits):
+    bins: Annotated[int, Field(ge=2, le=1000)]
+    min_rows: Positive
+    features: dict[str, DriftThresholds]
+
+    def limits(self, column: str) -> DriftLimits:
+        """The global thresholds with ``column``'s overrides applied."""
+        merged = self.model_dump(include=set(DriftLimits.model_fields))
+        if column in self.features:
+            merged.update(self.features[column].model_dump(exclude_none=True))
+        return DriftLimits.model_validate(merged)
+
+
 class Settings(Strict):
     seed: Annotated[int, Field(ge=0)]
     data: DataSettings
@@ -155,6 +200,7 @@ class Settings(Strict):
     gate: GateSettings
     registry: RegistrySettings
     promotion: PromotionSettings
+    drift: DriftSettings
 
 
 def load_settings(path: Path = PARAMS_FILE) -> Settings:

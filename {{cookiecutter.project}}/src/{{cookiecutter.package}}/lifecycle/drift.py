@@ -49,14 +49,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import kolmogorov
 from scipy.stats import chi2, kstwo
+
+from {{ cookiecutter.package }}.config import DriftLimits, DriftSettings
 
 NUMERIC_KINDS = frozenset({"int", "float"})
 CATEGORICAL_KINDS = frozenset({"str"})
@@ -65,57 +66,9 @@ MIN_STD = 1e-3  # floor of the Wasserstein normaliser (a constant reference colu
 SCORE = "prediction score"
 KS_EXACT_N = 10_000  # effective size up to which the KS p-value uses n exactly (see ks_pvalue)
 
-PValue = Annotated[float, Field(gt=0, lt=1)]
-Positive = Annotated[float, Field(gt=0)]
-
 
 class DriftError(ValueError):
     """Inputs the drift check cannot judge; the message says what is wrong and how to fix it."""
-
-
-class Overrides(BaseModel):
-    """Thresholds of one column; a field left out keeps the global value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    psi: Positive | None = None
-    ks_pvalue: PValue | None = None
-    wasserstein: Positive | None = None
-    chi2_pvalue: PValue | None = None
-    jensen_shannon: Positive | None = None
-    null_share: Annotated[float, Field(gt=0, le=1)] | None = None
-    numeric_stat: Literal["wasserstein", "psi"] | None = None
-    categorical_stat: Literal["jensen_shannon", "psi"] | None = None
-
-
-class Limits(BaseModel):
-    """The thresholds that judge one column (see the module docstring for the rule)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    psi: Positive
-    ks_pvalue: PValue
-    wasserstein: Positive
-    chi2_pvalue: PValue
-    jensen_shannon: Positive
-    null_share: Annotated[float, Field(gt=0, le=1)]
-    numeric_stat: Literal["wasserstein", "psi"]
-    categorical_stat: Literal["jensen_shannon", "psi"]
-
-
-class DriftSettings(Limits):
-    """params.yaml ``drift:``: global thresholds, sample and bin sizes, per-column overrides."""
-
-    min_rows: Annotated[int, Field(ge=1)]
-    bins: Annotated[int, Field(ge=2, le=1000)]
-    features: dict[str, Overrides] = {}
-
-    def limits(self, column: str) -> Limits:
-        merged = Limits.model_validate(self.model_dump(include=set(Limits.model_fields)))
-        override = self.features.get(column)
-        if override is None:
-            return merged
-        return merged.model_copy(update=override.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)
@@ -168,7 +121,7 @@ class DriftReport:
         names = ", ".join(f"`{name}`" for name in self.drifted_columns)
         checked = len(self.results)
         headline = (
-            f"**Drift in {len(self.drifted_columns)} of {checked} columns: {names}**"
+            f"**Drift in {len(self.drifted_columns)} of {checked} columns: {names}.**"
             if self.drifted
             else f"**No drift in {checked} columns.**"
         )
@@ -359,7 +312,7 @@ def _verdict(
     name: str,
     kind: str,
     stats: dict[str, float | None],
-    limits: Limits,
+    limits: DriftLimits,
     nulls: tuple[int, int],
     present: tuple[int, int],
 ) -> FeatureDrift:
