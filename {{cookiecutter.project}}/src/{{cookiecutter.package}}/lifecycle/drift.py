@@ -141,7 +141,7 @@ class DriftReport:
                 f"| `{r.name}` | {r.kind} | {'**yes**' if r.drifted else 'no'} | {r.decided_by} "
                 f"| {_fmt(r.statistics.get(r.decided_by))} | {_fmt(r.thresholds[r.decided_by])} "
                 f"| {_fmt(test)} | {_fmt(r.statistics['psi'])} "
-                f"| {r.null_share[0]:.1%} → {r.null_share[1]:.1%} |"
+                f"| {_percent(r.null_share[0])} → {_percent(r.null_share[1])} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -347,9 +347,10 @@ def _verdict(
     decided_by = effect
     if nulls_moved and not moved:
         decided_by = "null_share"
-        reason = f"missing share moved {shares[0]:.1%} -> {shares[1]:.1%} (> {limits.null_share})"
+        moved_by = f"{_percent(shares[0])} -> {_percent(shares[1])}"
+        reason = f"missing share moved {moved_by} (> {limits.null_share})"
     elif nulls_moved:
-        reason += f"; missing share moved {shares[0]:.1%} -> {shares[1]:.1%}"
+        reason += f"; missing share moved {_percent(shares[0])} -> {_percent(shares[1])}"
     return FeatureDrift(
         name, kind, stats, thresholds, shares, decided_by, moved or nulls_moved, reason
     )
@@ -396,6 +397,10 @@ def _sorted_present(values: np.ndarray) -> tuple[np.ndarray, int]:
     """The non-missing values sorted (NaN sorts last), and how many were missing."""
     nulls = int(np.count_nonzero(np.isnan(values)))
     return np.sort(values)[: values.size - nulls], nulls
+
+
+def _percent(share: float) -> str:
+    return format(share, ".1%")
 
 
 def _severity(result: FeatureDrift) -> float:
