@@ -28,8 +28,9 @@ noisy. So a column drifts when
 
 Each path needs its test to reject, so on two samples of one distribution a column is flagged
 with probability at most ``ks_pvalue + chi2_pvalue`` (categorical: ``2 * chi2_pvalue``), and in
-practice far less: at the default thresholds the effect sizes of two same-distribution samples of
-``min_rows`` rows stay well below their thresholds. Thresholds are global with overrides per
+practice far less, as the effect size must cross too: on 200 pairs of same-distribution samples
+of twice ``min_rows`` rows (tests/test_drift.py) 2 of 800 columns were flagged, against 9 by the
+p-values alone and about 15 by the effect sizes alone. Thresholds are global with overrides per
 column (``features: {name: {wasserstein: 0.2}}``). The prediction score, when the caller passes
 the model's scores of both samples, is judged as one more numeric column. The data drifts when
 any column (or the score) drifts. Samples smaller than ``min_rows`` are refused with a clear
