@@ -138,10 +138,10 @@ LOAD_ONLY = COMMON + "finish(0.0, {})\n"
 
 # Formatted with the package name and runs, then appended to COMMON (whose braces stay).
 OURS = """
-from {pkg}.config import load_params
-from {pkg}.lifecycle.drift import DriftSettings, drift
+from {pkg}.config import load_settings
+from {pkg}.lifecycle.drift import drift
 
-settings = DriftSettings.model_validate(load_params()["drift"])
+settings = load_settings().drift
 kinds = {{**{{c: "float" for c in numeric}}, **{{c: "str" for c in categorical}}}}
 times = []
 for _ in range({runs}):
