@@ -1,4 +1,4 @@
-"""Alert rules come from params.yaml: the committed files equal their rendering."""
+"""Alert rules come from params.yaml, and retrain.yml listens to the event `monitor` sends."""
 
 from __future__ import annotations
 
@@ -48,3 +48,9 @@ def test_each_threshold_reaches_its_rule() -> None:
     assert rules["ModelScoreShift"]["expr"].endswith("> 0.04")
     assert rules["ModelAccuracyBelowFloor"]["expr"].endswith("< 0.61")
     assert {rule["for"] for rule in rules.values()} == {"7m"}
+
+
+def test_the_retraining_workflow_listens_to_the_event_monitor_sends() -> None:
+    workflow = yaml.safe_load((ROOT / ".github/workflows/retrain.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert settings().event_type in triggers["repository_dispatch"]["types"]
