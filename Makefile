@@ -19,7 +19,7 @@ export DVC_NO_ANALYTICS := 1
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv: template test tools + the generated project's dependencies
+setup: $(STAMP) promtool ## create .venv: template test tools + the generated project's dependencies
 
 $(STAMP): requirements/test.txt $(TEMPLATE)/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,14 @@ $(STAMP): requirements/test.txt $(TEMPLATE)/pyproject.toml
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements/test.txt
 	$(PY) tests/install_project_deps.py --venv $(VENV)
 	@touch $@
+
+# promtool checks the generated alert rules (tests/test_monitoring.py skips without it): Debian's
+# prometheus package, installed only when missing and only where we are root with apt.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+		|| echo "note: promtool is not installed (needs root and apt-get); the alert-rule tests will skip"
 
 lint: setup ## ruff on the template's own code
 	$(BIN)/ruff check .

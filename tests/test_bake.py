@@ -81,6 +81,17 @@ ALWAYS = {
     "tests/test_report.py",
     "tests/test_schema.py",
     "tests/test_service.py",
+    # monitoring (issue 11): sampler, monitor, alert rules and dashboard
+    "deploy/monitoring/alerts.test.yml",
+    "deploy/monitoring/alerts.yml",
+    "deploy/monitoring/dashboard.json",
+    "deploy/monitoring/prometheus.yml",
+    "src/{package}/lifecycle/alerts.py",
+    "src/{package}/lifecycle/monitor.py",
+    "src/{package}/serving/sampling.py",
+    "tests/test_alerts.py",
+    "tests/test_monitor.py",
+    "tests/test_sampling.py",
 }
 # (option, values) -> files that exist exactly when the option has one of those values.
 ONLY_WHEN = {

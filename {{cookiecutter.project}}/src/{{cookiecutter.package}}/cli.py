@@ -372,6 +372,110 @@ def drift(
         raise typer.Exit(DRIFT_EXIT)
 
 
+@app.command()
+@friendly
+def monitor(
+    repository: Annotated[
+        str | None, typer.Option(help="owner/name to dispatch to (default: GITHUB_REPOSITORY)")
+    ] = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="GitHub API base (default: GITHUB_API_URL, else github.com)")
+    ] = None,
+    reference: Annotated[
+        Path, typer.Option(help="training reference: the validated split")
+    ] = config.TRAIN_SPLIT,
+    output: Annotated[Path, typer.Option(help="the run's record")] = Path("reports/monitor.json"),
+    textfile: Annotated[
+        Path, typer.Option(help="gauges for Prometheus' textfile collector")
+    ] = Path("reports/monitor.prom"),
+    model_dir: ModelDir = None,
+    model_version: ModelVersion = None,
+    alias: Alias = None,
+) -> None:
+    """Compare recent prediction samples with the training data; on drift ask GitHub to retrain.
+
+    Exit 0: no drift (or too few samples); 3: drift; 1: a problem to fix. Without GITHUB_TOKEN
+    the dispatch request is printed, not sent.
+    """
+    import os
+
+    from {{ cookiecutter.package }}.data import read_table
+    from {{ cookiecutter.package }}.lifecycle import monitor as watch
+    from {{ cookiecutter.package }}.serving.choice import choose, load
+
+    settings = config.load_settings()
+    token = os.environ.get(watch.TOKEN_ENV) or None
+    watch.target(repository, api_url, token)  # a bad repository fails before any work
+    if not reference.exists():
+        raise UserError(f"{reference} not found: run `make repro` (or pass --reference)")
+    frame = read_table(reference)
+    model, info = load(choose(model_dir, model_version, alias))
+    scores = model.predict_proba(frame[list(watch.contract_kinds())])[:, 1]
+    outcome = watch.monitor(
+        settings.monitoring,
+        settings.drift,
+        frame,
+        scores,
+        repository=repository,
+        api_url=api_url,
+        token=token,
+        report_path=output,
+        textfile=textfile,
+        reference_name=f"{reference} scored by {info.name} v{info.version}",
+    )
+    window = outcome.record["window"]
+    console.print(
+        f"{outcome.status.replace('_', ' ')}: {window['samples']} samples over the last "
+        f"{window['hours']:g} h in {settings.monitoring.sink} vs {len(frame)} reference rows "
+        f"-> {output}",
+        highlight=False,
+    )
+    if outcome.dispatch is not None and outcome.sent:
+        console.print(
+            f"sent {settings.monitoring.event_type} to {outcome.dispatch.url}", highlight=False
+        )
+    elif outcome.dispatch is not None:
+        console.print(
+            f"{watch.TOKEN_ENV} is not set: the request that would start retraining is:",
+            highlight=False,
+        )
+        print(outcome.dispatch.describe())
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command("monitoring-rules")
+@friendly
+def monitoring_rules(
+    check: Annotated[
+        bool, typer.Option(help="only check that the committed files equal the rendering")
+    ] = False,
+) -> None:
+    """Render deploy/monitoring/alerts.yml (and its promtool tests) from params.yaml."""
+    from {{ cookiecutter.package }}.lifecycle import alerts
+
+    settings = config.load_settings().monitoring
+    rendered = {
+        Path(alerts.RULES_FILE): alerts.render_rules(settings),
+        Path(alerts.TESTS_FILE): alerts.render_tests(settings),
+    }
+    stale = [
+        str(path)
+        for path, text in rendered.items()
+        if not path.exists() or path.read_text() != text
+    ]
+    if check:
+        if stale:
+            raise UserError(
+                f"{', '.join(stale)} differ from params.yaml: run `make monitoring-rules`"
+            )
+        console.print("alert rules match params.yaml")
+        return
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    console.print(f"wrote {', '.join(str(path) for path in rendered)} from params.yaml monitoring")
+
+
 def main() -> None:
     app()
 

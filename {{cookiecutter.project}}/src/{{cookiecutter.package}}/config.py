@@ -191,6 +191,27 @@ class DriftSettings(DriftLimits):
         return DriftLimits.model_validate(merged)
 
 
+class AlertSettings(Strict):
+    """monitoring.alerts: rendered into deploy/monitoring/alerts.yml (`make monitoring-rules`)."""
+
+    error_rate: Fraction
+    latency_p95_seconds: Annotated[float, Field(gt=0)]
+    rejected_rate: Fraction
+    score_shift: Fraction
+    accuracy_floor: Fraction
+    for_minutes: Positive
+
+
+class MonitoringSettings(Strict):
+    """Prediction sampling in the service and `monitor` (lifecycle/monitor.py)."""
+
+    sample_rate: Annotated[float, Field(ge=0, le=1)]
+    sink: Annotated[str, Field(min_length=1)]
+    window_hours: Annotated[float, Field(gt=0)]
+    event_type: Annotated[str, Field(min_length=1, max_length=100)]  # GitHub's limit
+    alerts: AlertSettings
+
+
 class Settings(Strict):
     seed: Annotated[int, Field(ge=0)]
     data: DataSettings
@@ -201,6 +222,7 @@ class Settings(Strict):
     registry: RegistrySettings
     promotion: PromotionSettings
     drift: DriftSettings
+    monitoring: MonitoringSettings
 
 
 def load_settings(path: Path = PARAMS_FILE) -> Settings:

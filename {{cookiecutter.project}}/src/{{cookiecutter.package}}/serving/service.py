@@ -36,6 +36,7 @@ from {{ cookiecutter.package }}.serving.choice import (
     choose,
     load,
 )
+from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler_from_settings
 
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 MAX_RECORDS = int(os.environ.get("SERVE_MAX_RECORDS", "10000"))
@@ -67,6 +68,11 @@ MODEL_INFO = bentoml.metrics.Gauge(
     documentation="The served model: always 1, the labels say which one",
     labelnames=["model_name", "model_version", "alias", "source"],
     multiprocess_mode="livemax",
+)
+
+SAMPLES_DROPPED = bentoml.metrics.Counter(
+    name="model_samples_dropped",
+    documentation="Prediction samples not kept for `monitor` because the sampler's buffer was full",
 )
 
 # Problem.check -> the reason label of REJECTED; any other check is a value out of its rules.
@@ -255,7 +261,7 @@ def limit_model_threads() -> None:
 
 
 @bentoml.service(
-    name="{{ cookiecutter.package | replace('_', '-') }}",
+    name="churn-model",
     workers=int(os.environ.get("SERVE_WORKERS", "1")),
     traffic={"timeout": 30, "max_concurrency": 1024},
     logging={"access": {"enabled": os.environ.get("SERVE_ACCESS_LOG", "0") == "1"}},
@@ -272,6 +278,8 @@ class ChurnService:
         self.model, self.info = load_served_model(getattr(ChurnService, "bento", None))
         self.contract = contract()
         self.batcher = Batcher(self.score, MAX_BATCH_ROWS)
+        # Samples for `monitor` (params.yaml monitoring, or SERVE_SAMPLE_RATE / _SINK).
+        self.sampler = sampler_from_settings(on_drop=SAMPLES_DROPPED.inc)
         MODEL_INFO.labels(
             model_name=self.info.name,
             model_version=self.info.version,
@@ -290,6 +298,7 @@ class ChurnService:
             histogram.observe(float(value))
         PREDICTIONS.labels(model_version=version, label="churn").inc(churned)
         PREDICTIONS.labels(model_version=version, label="stay").inc(len(scores) - churned)
+        self.sampler.record(records, scores, version)  # never blocks: a buffer append
         return scores
 
     def answer(self, score: float) -> dict[str, Any]:

@@ -1,0 +1,404 @@
+"""`monitor` closes the loop: samples kept by the real sampler, drift judged against the training
+split, and a repository_dispatch request received by a local HTTP server standing in for the
+GitHub API (loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.lifecycle.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
+from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+TOKEN = "ghp_test-token-never-printed"
+pytestmark = pytest.mark.slow
+
+
+class GitHub(ThreadingHTTPServer):
+    """Records every request; answers with ``status`` (204 is GitHub's success)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict] = []
+        self.status = 204
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: GitHub
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append(
+            {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body}
+        )
+        if self.server.status == 204:
+            self.send_response(204)
+            self.end_headers()
+            return
+        answer = json.dumps({"message": "Resource not accessible by personal access token"})
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer.encode())
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture()
+def github() -> Iterator[GitHub]:
+    server = GitHub()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def as_records(frame: pd.DataFrame) -> list[dict]:
+    rows = frame[FEATURES].astype(object).to_dict("records")
+    return [{k: None if v != v else v for k, v in row.items()} for row in rows]
+
+
+def shifted(frame: pd.DataFrame) -> pd.DataFrame:
+    """Traffic that moved: longer tenures and everyone on monthly contracts."""
+    moved = frame.copy()
+    moved["tenure"] = (moved["tenure"] + 36).clip(upper=120)
+    moved["contract"] = "Month-to-month"
+    return moved
+
+
+def serve_samples(sink: Path, trained, frame: pd.DataFrame) -> None:
+    """What the service does per request: score, then hand records and scores to the sampler."""
+    sampler = Sampler(sink, rate=1.0, flush_seconds=3600, clock=lambda: NOW.timestamp() - 600)
+    for start in range(0, len(frame), 50):
+        part = frame.iloc[start : start + 50]
+        scores = trained.predict_proba(part[FEATURES])[:, 1]
+        sampler.record(as_records(part), scores, "4")
+    sampler.close()
+    assert sampler.written == len(frame)
+
+
+def run_monitor(settings, tmp_path, trained, splits, **options):
+    reference = splits[0]
+    return monitor(
+        settings.monitoring.model_copy(update={"sink": str(tmp_path / "samples")}),
+        settings.drift,
+        reference,
+        trained.predict_proba(reference[FEATURES])[:, 1],
+        now=NOW,
+        report_path=tmp_path / "monitor.json",
+        textfile=tmp_path / "monitor.prom",
+        **options,
+    )
+
+
+def test_shifted_traffic_sends_one_well_formed_dispatch(
+    github, settings, tmp_path, trained, splits
+) -> None:
+    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+    outcome = run_monitor(
+        settings,
+        tmp_path,
+        trained,
+        splits,
+        repository="acme/churn",
+        api_url=github.url,
+        token=TOKEN,
+    )
+    assert outcome.status == "drift" and outcome.sent and outcome.exit_code == DRIFT_EXIT_CODE
+    [request] = github.requests
+    assert request["method"] == "POST" and request["path"] == "/repos/acme/churn/dispatches"
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert headers["accept"] == "application/vnd.github+json"
+    assert headers["x-github-api-version"] == "2022-11-28"
+    body = json.loads(request["body"])
+    assert body["event_type"] == settings.monitoring.event_type
+    payload = body["client_payload"]
+    assert len(payload) <= 10  # GitHub's limit on top-level keys
+    assert {"tenure", "contract"} <= set(payload["drifted"])
+    assert payload["window"]["samples"] == len(splits[1])
+    assert payload["window"]["model_versions"] == ["4"]
+    assert set(payload["statistics"]) == set(payload["drifted"])
+    record = json.loads((tmp_path / "monitor.json").read_text())
+    assert record["status"] == "drift" and record["dispatch"]["sent"] is True
+    assert TOKEN not in (tmp_path / "monitor.json").read_text()
+    assert "model_drift_detected 1" in (tmp_path / "monitor.prom").read_text()
+
+
+def test_a_window_without_drift_sends_nothing(github, settings, tmp_path, trained, splits) -> None:
+    serve_samples(tmp_path / "samples", trained, splits[1])
+    outcome = run_monitor(
+        settings,
+        tmp_path,
+        trained,
+        splits,
+        repository="acme/churn",
+        api_url=github.url,
+        token=TOKEN,
+    )
+    assert outcome.status == "no_drift", outcome.record["drift"]["drifted_columns"]
+    assert outcome.exit_code == 0 and outcome.dispatch is None
+    assert github.requests == []
+    assert "model_drift_detected 0" in (tmp_path / "monitor.prom").read_text()
+
+
+def test_too_few_samples_are_not_judged(github, settings, tmp_path, trained, splits) -> None:
+    serve_samples(tmp_path / "samples", trained, shifted(splits[1]).head(5))
+    outcome = run_monitor(
+        settings,
+        tmp_path,
+        trained,
+        splits,
+        repository="acme/churn",
+        api_url=github.url,
+        token=TOKEN,
+    )
+    assert outcome.status == "too_few_samples" and outcome.exit_code == 0
+    assert "drift.min_rows" in outcome.record["reason"] and github.requests == []
+
+
+def test_samples_outside_the_window_are_ignored(settings, tmp_path, trained, splits) -> None:
+    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+    later = NOW + timedelta(hours=settings.monitoring.window_hours + 1)
+    outcome = monitor(
+        settings.monitoring.model_copy(update={"sink": str(tmp_path / "samples")}),
+        settings.drift,
+        splits[0],
+        trained.predict_proba(splits[0][FEATURES])[:, 1],
+        now=later,
+        report_path=tmp_path / "monitor.json",
+        textfile=None,
+    )
+    assert outcome.status == "too_few_samples" and outcome.record["window"]["samples"] == 0
+
+
+def test_a_refused_dispatch_is_one_clear_error_and_recorded(
+    github, settings, tmp_path, trained, splits
+) -> None:
+    github.status = 403
+    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+    with pytest.raises(MonitorError, match=r"403.*Contents read and write"):
+        run_monitor(
+            settings,
+            tmp_path,
+            trained,
+            splits,
+            repository="acme/churn",
+            api_url=github.url,
+            token=TOKEN,
+        )
+    record = json.loads((tmp_path / "monitor.json").read_text())
+    assert record["dispatch"]["sent"] is False
+    assert "403" in record["dispatch"]["error"]
+
+
+# --- the command line, from a project directory -------------------------------------------------
+
+
+@pytest.fixture()
+def bare_project(tmp_path, trained, splits) -> Path:
+    """A project directory: params.yaml (sink inside it), the training split and a model."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["monitoring"]["sink"] = "samples"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "data/processed").mkdir(parents=True)
+    splits[0].to_parquet(tmp_path / "data/processed/train.parquet")
+    trained.save(tmp_path / "model")
+    return tmp_path
+
+
+@pytest.fixture()
+def project(bare_project, trained, splits) -> Path:
+    """The project with shifted samples written now (the command's window ends now)."""
+    sampler = Sampler(bare_project / "samples", rate=1.0, flush_seconds=3600)
+    moved = shifted(splits[1])
+    sampler.record(as_records(moved), trained.predict_proba(moved[FEATURES])[:, 1], "4")
+    sampler.close()
+    return bare_project
+
+
+def cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package }}", "monitor", "--model-dir", "model", *args],
+        cwd=project,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_without_a_token_the_command_prints_the_request(project) -> None:
+    done = cli(project, "--repository", "acme/churn")
+    assert done.returncode == DRIFT_EXIT_CODE, done.stderr
+    head, body = done.stdout.split("\n\n", 1)
+    lines = head.splitlines()
+    assert lines[0] == "POST https://api.github.com/repos/acme/churn/dispatches"
+    assert "Authorization: Bearer <GITHUB_TOKEN not set>" in lines
+    assert "X-GitHub-Api-Version: 2022-11-28" in lines
+    request = json.loads(body)
+    assert (
+        request["event_type"] == "drift-detected"
+        and "tenure" in request["client_payload"]["drifted"]
+    )
+    assert "GITHUB_TOKEN is not set" in done.stderr
+    assert json.loads((project / "reports/monitor.json").read_text())["status"] == "drift"
+
+
+def test_with_a_token_the_command_sends_it(project, github) -> None:
+    done = cli(
+        project, GITHUB_TOKEN=TOKEN, GITHUB_REPOSITORY="acme/churn", GITHUB_API_URL=github.url
+    )
+    assert done.returncode == DRIFT_EXIT_CODE, done.stderr
+    assert [r["path"] for r in github.requests] == ["/repos/acme/churn/dispatches"]
+    assert TOKEN not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ((), {"GITHUB_TOKEN": TOKEN}, "no repository is named"),
+        (("--repository", "not a repo"), {}, "is not owner/name"),
+        (("--reference", "missing.parquet"), {}, "missing.parquet not found"),
+    ],
+)
+def test_bad_inputs_are_one_line_and_write_nothing(project, args, env, says) -> None:
+    done = cli(project, *args, **env)
+    assert done.returncode == 1
+    assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (project / "reports/monitor.json").exists()
+
+
+def test_a_bad_monitoring_value_names_its_key(project) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["monitoring"]["sample_rate"] = 1.5
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = cli(project, "--repository", "acme/churn")
+    assert done.returncode == 1 and "monitoring.sample_rate" in done.stderr, done.stderr
+    assert not (project / "reports/monitor.json").exists()
+
+
+# --- the whole loop: the real service samples its traffic, monitor reads it ----------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def served(bare_project: Path, tmp_path_factory) -> Iterator[str]:
+    """`make serve`'s command from the project directory: the trained model, every prediction
+    sampled into the project's sink (SERVE_SAMPLE_RATE=1)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVE_", "GITHUB_"))}
+    env |= {
+        "SERVE_MODEL_DIR": str(bare_project / "model"),
+        "SERVE_SAMPLE_RATE": "1",
+        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    log = bare_project / "serve.log"
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve"]
+    command += ["{{ cookiecutter.package }}.serving.service:ChurnService", "--port", str(port)]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1"],
+            cwd=bare_project,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_served_shifted_traffic_is_sampled_detected_and_dispatched(
+    served, bare_project, github, splits
+) -> None:
+    traffic = as_records(shifted(splits[1]))
+    with httpx.Client(base_url=served, timeout=60) as client:
+        for start in range(0, len(traffic), 100):
+            response = client.post("/predict_batch", json=traffic[start : start + 100])
+            assert response.status_code == 200, response.text
+        refused = client.post("/predict", json={**traffic[0], "surprise": 1})
+        assert refused.status_code == 422
+        metrics = client.get("/metrics").text
+    # The series the alert rules and the dashboard read, as the real server names them.
+    assert re.search(
+        r'bentoml_service_request_total\{[^}]*endpoint="/predict_batch"[^}]*'
+        r'http_response_code="200"',
+        metrics,
+    )
+    assert 'http_response_code="422"' in metrics
+    assert "bentoml_service_request_duration_seconds_bucket{" in metrics
+    assert "model_prediction_score_sum{" in metrics
+    assert 'model_rejected_requests_total{reason="extra_field"}' in metrics
+    # The writer thread flushes every few seconds: wait for every sample, boundedly.
+    since = datetime.now(UTC) - timedelta(hours=1)
+    deadline = time.monotonic() + 60
+    while True:
+        kept = read_window(bare_project / "samples", since, datetime.now(UTC) + timedelta(hours=1))
+        if len(kept) >= len(traffic) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(kept) == len(traffic)  # sample_rate 1: every scored record, none refused
+    assert set(kept["model_version"]) == {"local"}
+    done = cli(
+        bare_project,
+        "--repository",
+        "acme/churn",
+        GITHUB_TOKEN=TOKEN,
+        GITHUB_API_URL=github.url,
+    )
+    assert done.returncode == DRIFT_EXIT_CODE, done.stderr
+    [request] = github.requests
+    assert {"tenure", "contract"} <= set(json.loads(request["body"])["client_payload"]["drifted"])
