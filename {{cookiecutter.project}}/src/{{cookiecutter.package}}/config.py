@@ -146,6 +146,33 @@ class PromotionSettings(Strict):
     guardrails: dict[MetricName, Annotated[float, Field(ge=0)]]
 
 
+class CanarySettings(Strict):
+    """The steps and thresholds of every canary deploy (local behind Caddy, or Kubernetes)."""
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]]
+    interval_seconds: Positive
+    min_requests: Positive
+    max_error_rate: Annotated[float, Field(ge=0, le=1)]
+    max_p95_ratio: Annotated[float, Field(gt=0)]
+    max_score_psi: Annotated[float, Field(gt=0)]
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps != sorted(set(steps)) or steps[-1] != 100:
+            raise ValueError("must be increasing percentages ending at 100 ([100] is blue-green)")
+        return steps
+{%- if cookiecutter.deploy == 'kubernetes' %}
+
+
+class KubernetesSettings(Strict):
+    """Where Argo Rollouts' analysis reads metrics, and how long `make rollout` waits."""
+
+    prometheus_address: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    rollout_timeout_seconds: Positive
+{%- endif %}
+
+
 class Settings(Strict):
     seed: Annotated[int, Field(ge=0)]
     data: DataSettings
@@ -155,6 +182,10 @@ class Settings(Strict):
     gate: GateSettings
     registry: RegistrySettings
     promotion: PromotionSettings
+    canary: CanarySettings
+{%- if cookiecutter.deploy == 'kubernetes' %}
+    k8s: KubernetesSettings
+{%- endif %}
 
 
 def load_settings(path: Path = PARAMS_FILE) -> Settings:
