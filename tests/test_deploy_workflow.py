@@ -54,8 +54,10 @@ def test_triggers_order_and_one_deploy_at_a_time(baked) -> None:
     assert flow["on"]["push"]["branches"] == ["main"]
     assert flow["concurrency"] == {"group": "deploy", "cancel-in-progress": False}
     jobs = flow["jobs"]
-    assert list(jobs) == ["gate", "image", "canary"]
+    assert list(jobs) == ["gate", "image", "canary", "champion"]
     assert jobs["image"]["needs"] == "gate" and jobs["canary"]["needs"] == "image"
+    assert jobs["champion"]["needs"] == "canary"
+    assert jobs["champion"]["if"] == "${{ needs.canary.outputs.promoted == 'true' }}"
 
 
 def test_only_the_image_job_pushes_and_signs(baked) -> None:
@@ -67,6 +69,9 @@ def test_only_the_image_job_pushes_and_signs(baked) -> None:
     if target == "kubernetes":
         canary["id-token"] = "write"  # cluster credentials through OIDC
     assert jobs["canary"]["permissions"] == canary
+    # Only the job that runs git alone may write: it pushes the champion tag, nothing else.
+    assert jobs["champion"]["permissions"] == {"contents": "write"}
+    assert runs(jobs["champion"]) == ["make champion-push"]
     assert workflow(project)["permissions"] == {}
 
 
@@ -81,6 +86,7 @@ def test_credentials_only_in_jobs_with_an_environment(baked) -> None:
     assert "environment" not in jobs["gate"]
     assert jobs["image"]["environment"] == "image"
     assert jobs["canary"]["environment"] == "production"
+    assert jobs["champion"]["environment"] == "champion"
 
 
 def test_gate_compares_the_merged_commit_with_its_parent(baked) -> None:
@@ -114,7 +120,7 @@ def test_canary_runs_where_the_target_says(baked) -> None:
     if target == "local":
         assert "SERVING_RUNNER_LABELS" in canary["runs-on"]
         assert '["self-hosted", "serving"]' in canary["runs-on"]
-        assert runs(canary) == ["make canary"]
+        assert runs(canary) == ["make canary", "make champion-bundle"]
         return
     assert canary["runs-on"] == "ubuntu-latest"
     assert canary["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
@@ -127,9 +133,12 @@ def test_canary_runs_where_the_target_says(baked) -> None:
         "make rollout-summary",
         "make rollback",
         "make promote",
+        "make champion-bundle",
     ]
     logins = {
-        s["uses"].split("@")[0]: s["if"] for s in canary["steps"] if "if" in s and "uses" in s
+        s["uses"].split("@")[0]: s["if"]
+        for s in canary["steps"]
+        if "if" in s and "uses" in s and "artifact" not in s["uses"]
     }
     assert logins == {
         "aws-actions/configure-aws-credentials": "vars.K8S_CLOUD == 'aws'",
@@ -342,3 +351,68 @@ def test_image_push_names_the_lowercased_image_and_hands_on_its_digest(
         f"digest={DIGEST}",
         f"image={name}@{DIGEST}",
     ]
+
+
+# --- the champion tag: made by promote() in the canary job, pushed by the champion job --------
+
+
+def git(cwd: Path, *args: str) -> str:
+    return run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args], cwd=cwd
+    ).stdout
+
+
+def test_the_champion_tag_travels_as_a_bundle_and_is_pushed(baked, tmp_path: Path) -> None:
+    _, project = baked
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], cwd=tmp_path)
+    work = tmp_path / "canary-job"
+    run(["cp", "-r", str(project), str(work)], cwd=tmp_path)
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "base")
+    (work / "metrics.json").write_text("{}\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "merged model")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
+    stub_dir = tmp_path / "bin"
+    log = stubs(stub_dir, {"gh": "exit 0"})
+
+    # Nothing promoted: no bundle, and the champion job is skipped (promoted=false).
+    outputs = tmp_path / "out-none"
+    result = make(work, stub_dir, "champion-bundle", GITHUB_OUTPUT=str(outputs))
+    assert result.returncode == 0 and outputs.read_text() == "promoted=false\n"
+    assert not (work / "build/champion.bundle").exists()
+
+    # promote() tagged HEAD: the bundle holds the tag and the objects beyond HEAD's parent.
+    git(work, "tag", "-a", "champion-20261130T2300Z", "-m", "v3 approved by canary")
+    outputs = tmp_path / "out-tag"
+    result = make(work, stub_dir, "champion-bundle", GITHUB_OUTPUT=str(outputs))
+    assert result.returncode == 0 and outputs.read_text() == "promoted=true\n"
+
+    # The champion job: a fresh depth-2 checkout of main, the bundle downloaded into build/.
+    job = tmp_path / "champion-job"
+    clone = ["git", "clone", "-q", "--depth", "2", "--branch", "main", f"file://{origin}"]
+    run([*clone, str(job)], cwd=tmp_path)
+    (job / "build").mkdir(exist_ok=True)
+    run(["cp", str(work / "build/champion.bundle"), str(job / "build")], cwd=tmp_path)
+    result = make(job, stub_dir, "champion-push", GH_TOKEN="token-from-the-environment")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(log) == [["gh", "auth", "setup-git"]]
+    pushed = run(["git", "tag", "-n1", "--list", "champion-*"], cwd=origin).stdout
+    assert "champion-20261130T2300Z" in pushed and "approved by canary" in pushed
+    tagged = run(["git", "rev-list", "-n1", "champion-20261130T2300Z"], cwd=origin).stdout
+    assert tagged == git(work, "rev-parse", "HEAD")
+
+
+def test_champion_push_without_a_token_says_so(baked, tmp_path: Path) -> None:
+    _, project = baked
+    stub_dir = tmp_path / "bin"
+    log = stubs(stub_dir, {"gh": "exit 0"})
+    (tmp_path / "job").mkdir()
+    run(["cp", "-r", f"{project}/.", str(tmp_path / "job")], cwd=tmp_path)
+    (tmp_path / "job" / "build").mkdir(exist_ok=True)
+    (tmp_path / "job" / "build" / "champion.bundle").write_text("")
+    result = make(tmp_path / "job", stub_dir, "champion-push", GH_TOKEN="")
+    assert result.returncode != 0 and "ERROR: GH_TOKEN is empty" in result.stdout
+    assert calls(log) == []
