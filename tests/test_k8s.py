@@ -8,12 +8,14 @@ boundary is `kubectl apply -k`, whose input is checked file by file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 from bakery import bake, run, tool_env
@@ -120,6 +122,74 @@ def test_steps_and_thresholds_equal_params_yaml(project: Path) -> None:
     assert conditions["score-psi"].endswith(f"<= {canary['max_score_psi']}")
     for metric in found["AnalysisTemplate"]["spec"]["metrics"]:
         assert metric["provider"]["prometheus"]["address"] == params["k8s"]["prometheus_address"]
+
+
+def filled(query: str, stable_window: str) -> str:
+    """The query as Argo sends it, with the step's arguments in place of their placeholders."""
+    values = {
+        "canary-hash": "6d4f8b9c7",
+        "stable-hash": "5c8d7e6f9",
+        "stable-window": stable_window,
+    }
+    for name, value in values.items():
+        query = query.replace("{{args." + name + "}}", value)
+    assert "{{" not in query, query
+    return query
+
+
+def test_every_query_parses_as_promql(project: Path) -> None:
+    """Each metric's query, as sent at a partial step and at the 100 % step, is PromQL that the
+    Prometheus grammar accepts (promql-parser, a port of Prometheus' parser). What the queries
+    compute is shown on real metrics only by a cluster; the score-shift test below checks its
+    bins."""
+    found = manifests(project)
+    windows = {
+        arg["value"]
+        for step in found["Rollout"]["spec"]["strategy"]["canary"]["steps"]
+        if "analysis" in step
+        for arg in step["analysis"]["args"]
+        if arg["name"] == "stable-window"
+    }
+    assert windows == {"60s", "120s"}
+    for metric in found["AnalysisTemplate"]["spec"]["metrics"]:
+        for window in windows:
+            promql_parser.parse(filled(metric["provider"]["prometheus"]["query"], window))
+    with pytest.raises(ValueError):  # the check can fail: an unbalanced query is refused
+        promql_parser.parse("sum(rate(model_prediction_score_count[60s])")
+
+
+def test_score_shift_query_pairs_every_bucket_with_the_one_below(project: Path) -> None:
+    """The bins: each `le` below +Inf is relabelled to the next one up, highest first, so the
+    cumulative buckets subtract into per-bin counts without two series sharing a label set."""
+    metrics = manifests(project)["AnalysisTemplate"]["spec"]["metrics"]
+    query = next(m for m in metrics if m["name"] == "score-psi")["provider"]["prometheus"]["query"]
+    tree = promql_parser.parse(filled(query, "60s"))
+    relabels: list[tuple[str, str]] = []
+
+    def visit(node) -> None:
+        if isinstance(node, promql_parser.Call) and node.func.name == "label_replace":
+            relabels.append((node.args[4].val, node.args[2].val))  # (from le, to le)
+        for child in _children(node):
+            visit(child)
+
+    visit(tree)
+    bounds = [str(round(0.05 * step, 2)) for step in range(1, 20)] + ["+Inf"]
+    # Read from the outside in, the last relabel applied comes first: 0.05 -> 0.1, ..., and the
+    # innermost, applied first, is 0.95 -> +Inf. Four bin vectors: canary and stable, in the
+    # difference and in the log ratio.
+    assert relabels == list(itertools.pairwise(bounds)) * 4
+
+
+def _children(node) -> list:
+    names = ("expr", "lhs", "rhs", "args", "param")
+    found = []
+    for name in names:
+        value = getattr(node, name, None)
+        if isinstance(value, list):
+            found += value
+        elif value is not None and not isinstance(value, (str, int, float)):
+            found.append(value)
+    return found
 
 
 def render_check(project: Path) -> None:

@@ -62,15 +62,15 @@ def rollout(canary: CanarySettings) -> dict[str, Any]:
     """Argo Rollouts canary over the Deployment's pod template (workloadRef)."""
     steps: list[dict[str, Any]] = []
     for weight in canary.steps:
-        # At 100 % a basic canary has scaled the stable pods away: compare with what they
-        # served one interval earlier.
-        offset = f"{canary.interval_seconds}s" if weight == 100 else "0s"
+        # At 100 % a basic canary has scaled the stable pods away: the stable side's window
+        # reaches back over the previous interval too, when they still served.
+        stable_window = canary.interval_seconds * (2 if weight == 100 else 1)
         analysis = {
             "templates": [{"templateName": APP}],
             "args": [
                 {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
                 {"name": "stable-hash", "valueFrom": {"podTemplateHashValue": "Stable"}},
-                {"name": "stable-offset", "value": offset},
+                {"name": "stable-window", "value": f"{stable_window}s"},
             ],
         }
         steps += [
@@ -112,8 +112,7 @@ def _selector(side: str, *matchers: str) -> str:
 
 
 def _range(side: str, window: str) -> str:
-    offset = f" offset {argument('stable-offset')}" if side == "stable" else ""
-    return f"[{window}]{offset}"
+    return f"[{argument('stable-window')}]" if side == "stable" else f"[{window}]"
 
 
 def _increase(metric: str, side: str, window: str, *matchers: str) -> str:
@@ -190,7 +189,7 @@ def analysis_template(canary: CanarySettings, k8s: KubernetesSettings) -> dict[s
         "kind": "AnalysisTemplate",
         "metadata": {"name": APP, "labels": {"app.kubernetes.io/name": APP}},
         "spec": {
-            "args": [{"name": "canary-hash"}, {"name": "stable-hash"}, {"name": "stable-offset"}],
+            "args": [{"name": "canary-hash"}, {"name": "stable-hash"}, {"name": "stable-window"}],
             "metrics": [
                 metric(
                     "canary-requests",
