@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
+import numpy as np
 import promql_parser
 import pytest
 import yaml
@@ -227,3 +230,194 @@ def test_the_generated_manifest_tests_pass(project: Path) -> None:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     result = run([*command, "tests/test_k8s_manifests.py"], cwd=project, env=env)
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+# --- what the score-shift query computes: evaluated on known histograms ----------------------
+# A small evaluator for the PromQL the AnalysisTemplate uses, following Prometheus' semantics
+# for instant vectors whose labels are `le` (and the pod hash before aggregation): enough to
+# show that the query's number is the PSI of the two score histograms. `increase(...[w])` reads
+# the per-series increase from `series`, as Prometheus would compute it over the window.
+
+
+def evaluate(node, series: list[tuple[dict[str, str], float]]):
+    kind = type(node).__name__
+    if kind == "ParenExpr":
+        return evaluate(node.expr, series)
+    if kind in {"NumberLiteral", "StringLiteral"}:
+        return node.val
+    if kind == "AggregateExpr":
+        assert str(node.op) == "sum", node.op
+        by = list(node.modifier.labels) if node.modifier else []
+        totals: dict = {}
+        for labels, value in evaluate(node.expr, series).items():
+            key = frozenset((k, v) for k, v in labels if k in by)
+            totals[key] = totals.get(key, 0.0) + value
+        return totals
+    if kind == "Call":
+        name, args = node.func.name, node.args
+        if name == "increase":
+            return select(args[0].vector_selector, series)
+        if name == "label_replace":
+            vector = evaluate(args[0], series)
+            dst, replacement, src, regex = (evaluate(a, series) for a in args[1:])
+            out = {}
+            for labels, value in vector.items():
+                found = dict(labels)
+                if re.fullmatch(regex, found.get(src, "")):
+                    found[dst] = replacement
+                key = frozenset(found.items())
+                assert key not in out, "vector cannot contain metrics with the same labelset"
+                out[key] = value
+            return out
+        if name == "scalar":
+            vector = evaluate(args[0], series)
+            return next(iter(vector.values())) if len(vector) == 1 else math.nan
+        if name == "clamp_min":
+            floor = evaluate(args[1], series)
+            return {k: max(v, floor) for k, v in evaluate(args[0], series).items()}
+        if name == "ln":
+            return {k: math.log(v) for k, v in evaluate(args[0], series).items()}
+        raise AssertionError(f"no evaluator for {name}")
+    if kind == "BinaryExpr":
+        return binary(node, evaluate(node.lhs, series), evaluate(node.rhs, series))
+    raise AssertionError(f"no evaluator for {kind}")
+
+
+def select(selector, series: list[tuple[dict[str, str], float]]) -> dict:
+    def matches(labels: dict[str, str]) -> bool:
+        for matcher in selector.matchers.matchers:
+            value, op = labels.get(matcher.name, ""), matcher.op
+            if op == promql_parser.MatchOp.Equal:
+                ok = value == matcher.value
+            elif op == promql_parser.MatchOp.NotEqual:
+                ok = value != matcher.value
+            elif op == promql_parser.MatchOp.Re:
+                ok = re.fullmatch(matcher.value, value) is not None
+            else:
+                raise AssertionError(f"no evaluator for the matcher {op}")
+            if not ok:
+                return False
+        return True
+
+    return {
+        frozenset(labels.items()): value
+        for labels, value in series
+        if labels["__name__"] == selector.name and matches(labels)
+    }
+
+
+def binary(node, lhs, rhs):
+    op = str(node.op)
+    apply = {
+        "+": lambda a, b: a + b,
+        "-": lambda a, b: a - b,
+        "*": lambda a, b: a * b,
+        "/": lambda a, b: a / b if b else math.nan,
+    }
+    if not isinstance(lhs, dict) and not isinstance(rhs, dict):
+        return apply[op](lhs, rhs)
+    if not isinstance(rhs, dict):
+        return {k: apply[op](v, rhs) for k, v in lhs.items()}
+    if not isinstance(lhs, dict):
+        return {k: apply[op](lhs, v) for k, v in rhs.items()}
+    on = list(node.modifier.matching.labels) if node.modifier and node.modifier.matching else None
+
+    def signature(labels) -> frozenset:
+        return frozenset((k, v) for k, v in labels if on is None or k in on)
+
+    if op == "or":
+        taken = {signature(k) for k in lhs}
+        return {**lhs, **{k: v for k, v in rhs.items() if signature(k) not in taken}}
+    right = {signature(k): v for k, v in rhs.items()}
+    return {
+        signature(k): apply[op](v, right[signature(k)])
+        for k, v in lhs.items()
+        if signature(k) in right
+    }
+
+
+BOUNDS = [round(0.05 * step, 2) for step in range(1, 20)]
+
+
+def histogram(scores: np.ndarray, pod_hash: str) -> list[tuple[dict[str, str], float]]:
+    """Cumulative bucket increases of model_prediction_score, split over two pods."""
+    found = []
+    for pod, half in enumerate(np.array_split(scores, 2)):
+        labels = {"rollouts_pod_template_hash": pod_hash, "pod": f"{pod_hash}-{pod}"}
+        for le in [*BOUNDS, math.inf]:
+            value = float((half <= le).sum())
+            name = "+Inf" if le == math.inf else str(le)
+            found.append(
+                ({"__name__": "model_prediction_score_bucket", "le": name, **labels}, value)
+            )
+        found.append(({"__name__": "model_prediction_score_count", **labels}, float(len(half))))
+    return found
+
+
+def direct_psi(canary: np.ndarray, stable: np.ndarray, floor: float = 0.0001) -> float:
+    edges = [-math.inf, *BOUNDS, math.inf]
+    shares = []
+    for scores in (canary, stable):
+        counts = np.histogram(scores, bins=edges)[0]
+        shares.append(np.maximum(counts / len(scores), floor))
+    c, s = shares
+    return float(((c - s) * np.log(c / s)).sum())
+
+
+@pytest.mark.parametrize(
+    ("canary_beta", "stable_beta", "passes"),
+    [
+        ((2, 5), (2, 5), True),  # the same model: sampling noise only
+        ((2, 5), (2.4, 5), True),  # a slightly different model (PSI about 0.08)
+        ((5, 2), (2, 5), False),  # scores flipped: answers 200, predicts the opposite
+        ((0.5, 0.5), (2, 2), False),  # overconfident: the scores pile up at 0 and 1
+    ],
+    ids=["same-model", "slight-shift", "flipped", "overconfident"],
+)
+def test_score_shift_query_computes_the_psi_of_the_two_histograms(
+    project: Path, canary_beta: tuple, stable_beta: tuple, passes: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    canary, stable = rng.beta(*canary_beta, 4000), rng.beta(*stable_beta, 6000)
+    series = histogram(canary, "6d4f8b9c7") + histogram(stable, "5c8d7e6f9")
+    metric = next(
+        m
+        for m in manifests(project)["AnalysisTemplate"]["spec"]["metrics"]
+        if m["name"] == "score-psi"
+    )
+    result = evaluate(
+        promql_parser.parse(filled(metric["provider"]["prometheus"]["query"], "60s")), series
+    )
+    (value,) = result.values() if isinstance(result, dict) else (result,)
+    assert value == pytest.approx(direct_psi(canary, stable), rel=1e-9, abs=1e-12)
+    threshold = yaml.safe_load((project / "params.yaml").read_text())["canary"]["max_score_psi"]
+    assert metric["successCondition"].endswith(f"result[0] <= {threshold}")
+    assert (value <= threshold) == passes
+
+
+def test_error_rate_query_counts_5xx_of_the_canary_only(project: Path) -> None:
+    metrics = manifests(project)["AnalysisTemplate"]["spec"]["metrics"]
+    query = next(m for m in metrics if m["name"] == "error-rate")["provider"]["prometheus"]["query"]
+    name = "bentoml_api_server_request_total"
+    series = [
+        (
+            {
+                "__name__": name,
+                "rollouts_pod_template_hash": "6d4f8b9c7",
+                "http_response_code": code,
+            },
+            n,
+        )
+        for code, n in (("200", 180.0), ("422", 15.0), ("500", 4.0), ("503", 1.0))
+    ] + [
+        (
+            {
+                "__name__": name,
+                "rollouts_pod_template_hash": "5c8d7e6f9",
+                "http_response_code": "500",
+            },
+            90.0,
+        )
+    ]
+    result = evaluate(promql_parser.parse(filled(query, "60s")), series)
+    assert list(result.values()) == [pytest.approx(5 / 200)]
