@@ -21,6 +21,12 @@ ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
         "tests/test_torch_model.py",
     ],
     ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): ["gpu-runner.mk"],
+    ("deploy", ("kubernetes",)): [
+        "deploy/k8s",
+        "src/{package}/lifecycle/k8s.py",
+        "tests/test_k8s_manifests.py",
+    ],
+    ("deploy", ("local",)): ["deploy/local"],
 }
 
 

@@ -23,6 +23,7 @@ ALWAYS = {
     ".github/actions/setup/action.yml",
     ".github/dependabot.yml",
     ".github/workflows/ci.yml",
+    ".github/workflows/deploy.yml",
     ".github/workflows/retrain.yml",
     ".github/workflows/train.yml",
     ".gitignore",
@@ -97,8 +98,25 @@ ALWAYS = {
 ONLY_WHEN = {
     ("model", ("torch",)): {"src/{package}/modeling/torch_model.py", "tests/test_torch_model.py"},
     ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): {"gpu-runner.mk"},
+    ("deploy", ("kubernetes",)): {
+        "deploy/k8s/analysis-template.yaml",
+        "deploy/k8s/deployment.yaml",
+        "deploy/k8s/hpa.yaml",
+        "deploy/k8s/kustomization.yaml",
+        "deploy/k8s/README.md",
+        "deploy/k8s/rollout.yaml",
+        "deploy/k8s/service.yaml",
+        "src/{package}/lifecycle/k8s.py",
+        "tests/test_k8s_manifests.py",
+    },
+    ("deploy", ("local",)): {
+        "deploy/local/README.md",
+        "deploy/local/bento-serve@.service",
+        "deploy/local/serving.env",
+    },
 }
-UNRENDERED = re.compile(r"(?<!\$)\{\{|\{%|%\}")
+# `${{` is GitHub's, `{{args.` Argo Rollouts' (deploy/k8s/analysis-template.yaml).
+UNRENDERED = re.compile(r"(?<!\$)\{\{(?!args\.)|\{%|%\}")
 
 
 def expected_files(answers: dict[str, str], package: str) -> set[str]:

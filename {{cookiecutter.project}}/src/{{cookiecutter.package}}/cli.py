@@ -260,6 +260,56 @@ def prepare_bento(
         f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {BUILD_BENTOFILE}",
         highlight=False,
     )
+{%- if cookiecutter.deploy == 'kubernetes' %}
+
+
+# --- Kubernetes canary (deploy/k8s, Argo Rollouts) ---------------------------------------------
+
+
+@app.command("render-k8s")
+@friendly
+def render_k8s(
+    check: Annotated[
+        bool, typer.Option(help="write nothing; exit 1 when deploy/k8s differs from params.yaml")
+    ] = False,
+) -> None:
+    """Render deploy/k8s rollout.yaml and analysis-template.yaml from params.yaml canary/k8s."""
+    from {{ cookiecutter.package }}.lifecycle import k8s
+
+    if check:
+        stale = k8s.stale(config.load_settings())
+        if stale:
+            raise UserError(
+                f"{', '.join(stale)} in {k8s.DEPLOY_DIR} differ from params.yaml: "
+                "run `make k8s-manifests` and commit the result"
+            )
+        console.print(f"{k8s.DEPLOY_DIR} matches params.yaml", highlight=False)
+        return
+    for path in k8s.write(config.load_settings()):
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("k8s-release")
+@friendly
+def k8s_release(
+    image: Annotated[str, typer.Option(help="pushed image, registry/name@sha256:<digest>")],
+) -> None:
+    """Write build/k8s-release/kustomization.yaml: deploy/k8s with IMAGE, for `kubectl apply -k`."""
+    from {{ cookiecutter.package }}.lifecycle import k8s
+
+    k8s.check(config.load_settings())  # a bad setting stops here, before the cluster
+    console.print(f"wrote {k8s.write_release(image)} ({image})", highlight=False)
+
+
+@app.command("k8s-timeout")
+@friendly
+def k8s_timeout() -> None:
+    """Print params.yaml k8s.rollout_timeout_seconds as `kubectl argo rollouts status` reads it."""
+    from {{ cookiecutter.package }}.lifecycle import k8s
+
+    settings = k8s.check(config.load_settings())
+    print(f"{settings.k8s.rollout_timeout_seconds}s")
+{%- endif %}
 
 
 @app.command()

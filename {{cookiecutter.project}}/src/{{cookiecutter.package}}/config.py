@@ -210,6 +210,31 @@ class MonitoringSettings(Strict):
     window_hours: Annotated[float, Field(gt=0)]
     event_type: Annotated[str, Field(min_length=1, max_length=100)]  # GitHub's limit
     alerts: AlertSettings
+class CanarySettings(Strict):
+    """The steps and thresholds of every canary deploy (local behind Caddy, or Kubernetes)."""
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]]
+    interval_seconds: Positive
+    min_requests: Positive
+    max_error_rate: Annotated[float, Field(ge=0, le=1)]
+    max_p95_ratio: Annotated[float, Field(gt=0)]
+    max_score_psi: Annotated[float, Field(gt=0)]
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps or steps != sorted(set(steps)) or steps[-1] != 100:
+            raise ValueError("must be increasing percentages ending at 100 ([100] is blue-green)")
+        return steps
+{%- if cookiecutter.deploy == 'kubernetes' %}
+
+
+class KubernetesSettings(Strict):
+    """Where Argo Rollouts' analysis reads metrics, and how long `make rollout` waits."""
+
+    prometheus_address: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    rollout_timeout_seconds: Positive
+{%- endif %}
 
 
 class Settings(Strict):
@@ -223,6 +248,10 @@ class Settings(Strict):
     promotion: PromotionSettings
     drift: DriftSettings
     monitoring: MonitoringSettings
+    canary: CanarySettings
+{%- if cookiecutter.deploy == 'kubernetes' %}
+    k8s: KubernetesSettings
+{%- endif %}
 
 
 def load_settings(path: Path = PARAMS_FILE) -> Settings:

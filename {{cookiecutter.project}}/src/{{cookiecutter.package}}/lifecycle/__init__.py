@@ -1,0 +1,1 @@
+"""The model's life after training: gate, promotion, drift, monitoring and deploys."""
