@@ -210,6 +210,8 @@ class MonitoringSettings(Strict):
     window_hours: Annotated[float, Field(gt=0)]
     event_type: Annotated[str, Field(min_length=1, max_length=100)]  # GitHub's limit
     alerts: AlertSettings
+
+
 class CanarySettings(Strict):
     """The steps and thresholds of every canary deploy (local behind Caddy, or Kubernetes)."""
 

@@ -21,6 +21,7 @@ from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.config import Settings, flatten
 from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
 from {{ cookiecutter.package }}.lifecycle.history import describe_head, resolve, show
+from {{ cookiecutter.package }}.lifecycle.retrain import DRIFT_MARKDOWN
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
 
@@ -253,6 +254,13 @@ def validation_section(now: Snapshot) -> list[str]:
     return [*lines, ""]
 
 
+def drift_section() -> list[str]:
+    """The data drift section `make drift-report` wrote, when it ran for this change."""
+    if not DRIFT_MARKDOWN.exists():
+        return []
+    return [DRIFT_MARKDOWN.read_text().rstrip(), ""]
+
+
 def training_section(now: Snapshot, base: Snapshot) -> list[str]:
     lines = ["## Training", ""]
     if not now.training:
@@ -310,6 +318,7 @@ def build(
         *plots_section(now_plots, base_plots, (base.label, now.label), out, mode, compared),
         *importance_section(now, base, settings.explain.top),
         *validation_section(now),
+        *drift_section(),
         *training_section(now, base),
         *registry_section(now),
     ]
