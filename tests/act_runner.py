@@ -224,9 +224,10 @@ def git_repository(project: Path) -> None:
 
 
 def rendering_key(project: Path) -> str:
-    """Hash of what a plan depends on: the workflows, local actions and makefiles."""
+    """Hash of what a plan reads: the workflows, local actions, makefiles and pyproject.toml."""
     digest = hashlib.sha256()
     files = [*project.glob(".github/**/*"), *project.glob("Makefile"), *project.glob("*.mk")]
+    files.append(project / "pyproject.toml")  # make reads it (TORCH_SPEC)
     for path in sorted(files):
         if path.is_file():
             digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
