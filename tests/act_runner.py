@@ -119,13 +119,22 @@ def local_repositories(project: Path) -> list[str]:
     return mapped
 
 
-def workflow_jobs(project: Path, workflow: str) -> list[str]:
-    return list(yaml.safe_load((project / ".github/workflows" / workflow).read_text())["jobs"])
+def triggered_jobs(project: Path, workflows: list[str], event: str) -> list[str]:
+    """The job ids of those ``workflows`` that ``event`` triggers (act runs exactly these)."""
+    jobs: list[str] = []
+    for workflow in workflows:
+        data = yaml.safe_load((project / ".github/workflows" / workflow).read_text())
+        triggers = data.get("on", data.get(True))  # PyYAML reads the key `on` as True
+        if event in ([triggers] if isinstance(triggers, str) else triggers):
+            clash = set(jobs) & set(data["jobs"])
+            assert not clash, f"{workflow}: job ids {clash} already in another workflow of the run"
+            jobs += data["jobs"]
+    return jobs
 
 
 def act(
     project: Path,
-    workflow: str,
+    workflow: str | None,
     event: Event,
     scratch: Path,
     *,
@@ -136,7 +145,8 @@ def act(
     secrets: dict[str, str] | None = None,
     keep_workspaces: Path | None = None,
 ) -> ActRun:
-    """Run one workflow of ``project`` (a git repository with an origin remote) with act.
+    """Run one workflow of ``project`` (a git repository with an origin remote) with act, or
+    with ``workflow=None`` every workflow the event triggers (their job ids must not clash).
 
     ``runners``: the runs-on labels this machine stands in for; a job asking for none of them
     is not run, and its labels are reported in ``ActRun.labels``. ``scratch`` holds the event,
@@ -150,7 +160,7 @@ def act(
     command = [
         "act",
         event.name,
-        "--workflows", f".github/workflows/{workflow}",
+        "--workflows", f".github/workflows/{workflow or ''}",
         "--eventpath", str(event_file),
         "--action-offline-mode",
         "--action-cache-path", str(scratch / "act-cache"),
@@ -184,7 +194,9 @@ def act(
         command, cwd=project, env=run_env, capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
     output = result.stdout + result.stderr
-    jobs, labels = _job_results(output, workflow_jobs(project, workflow))
+    every = sorted(path.name for path in project.glob(".github/workflows/*.yml"))
+    workflows = [workflow] if workflow else every
+    jobs, labels = _job_results(output, triggered_jobs(project, workflows, event.name))
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return ActRun(output, jobs, labels, records)
 
@@ -223,12 +235,28 @@ def git_repository(project: Path) -> None:
         subprocess.run(["git", "remote", "add", "origin", REMOTE_URL], cwd=project, check=True)
 
 
+def plan_inputs(project: Path) -> list[Path]:
+    """What a plan reads: the workflows and local actions, the makefiles, and pyproject.toml
+    (the Makefile reads the torch requirement from it)."""
+    found = [*project.glob(".github/**/*"), *project.glob("Makefile"), *project.glob("*.mk")]
+    found.append(project / "pyproject.toml")
+    return sorted(path for path in found if path.is_file())
+
+
 def rendering_key(project: Path) -> str:
-    """Hash of what a plan reads: the workflows, local actions, makefiles and pyproject.toml."""
+    """Hash of a project's plan inputs: bakes with the same key have the same plans."""
     digest = hashlib.sha256()
-    files = [*project.glob(".github/**/*"), *project.glob("Makefile"), *project.glob("*.mk")]
-    files.append(project / "pyproject.toml")  # make reads it (TORCH_SPEC)
-    for path in sorted(files):
-        if path.is_file():
-            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+    for path in plan_inputs(project):
+        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def plan_checkout(project: Path, directory: Path) -> Path:
+    """A git checkout of only the project's plan inputs: act copies the work tree into every
+    job, and make -n reads nothing else."""
+    for path in plan_inputs(project):
+        target = directory / path.relative_to(project)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    git_repository(directory)
+    return directory

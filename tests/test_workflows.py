@@ -11,6 +11,7 @@ in a baked project with act, only GitHub- and cloud-only commands replaced by re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -30,7 +31,7 @@ from act_runner import (
     Event,
     act,
     dispatch,
-    git_repository,
+    plan_checkout,
     pull_request,
     rendering_key,
 )
@@ -91,34 +92,33 @@ Plan = Callable[..., ActRun]
 
 @pytest.fixture(scope="session")
 def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    """Run a workflow with act in plan mode: every make step only expanded by `make -n`.
+    """Run the workflows an event triggers with act in plan mode: every make step only
+    expanded by `make -n`.
 
-    Many bakes render the same workflows and makefiles: act runs once per distinct rendering
-    and arguments, in a git checkout of the first bake with that rendering.
+    act runs once per distinct rendering (bakes with the same workflows, makefiles and
+    pyproject.toml plan the same) and arguments, in a checkout of just those files.
     """
     root = tmp_path_factory.mktemp("plans")
     done: dict[str, ActRun] = {}
 
     def planned(
         project: Path,
-        workflow: str,
         event: Event | None = None,
         runners: tuple[str, ...] = ("ubuntu-latest",),
         variables: dict[str, str] | None = None,
     ) -> ActRun:
         event = event or pull_request()
         rendering = rendering_key(project)[:16]
-        arguments = json.dumps([workflow, event.name, event.payload, runners, variables or {}])
-        key = f"{rendering}-{abs(hash(arguments)):x}"
+        arguments = json.dumps([event.name, event.payload, runners, variables or {}])
+        key = f"{rendering}-{hashlib.sha256(arguments.encode()).hexdigest()[:16]}"
         if key not in done:
             checkout = root / rendering / project.name
             if not checkout.exists():
-                shutil.copytree(project, checkout)
-                git_repository(checkout)
+                plan_checkout(project, checkout)
             env = tool_env(VENV, {"VENV": str(VENV)})
             done[key] = act(
                 checkout,
-                workflow,
+                None,
                 event,
                 root / key,
                 env=env,
@@ -127,6 +127,8 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
                 variables=variables,
                 secrets=SECRETS,
             )
+            failed = [r for r in done[key].records if r["kind"] == "make" and r["rc"] != 0]
+            assert not failed, f"make -n failed: {failed}\n{done[key].output[-4000:]}"
         return done[key]
 
     return planned
@@ -231,20 +233,19 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
     answers, project = bakes[bake_id]
     gpu_runner = answers.get("gpu_runner", "none")
     # Only ubuntu-latest has a runner here: act names the labels of any job it cannot place.
-    hosted = plan(project, "train.yml")
+    hosted = plan(project)
     if gpu_runner == "none":
-        assert hosted.jobs == {"train": "success", "comment": "success"}
+        assert hosted.jobs == dict.fromkeys(["test", "train", "comment"], "success")
         planned = hosted
     else:
         assert hosted.jobs["train"] == "no-runner"
         labels = hosted.labels["train"]
         if gpu_runner == "self-hosted":
             assert labels == ["self-hosted", "gpu"]
-            relabelled = plan(project, "train.yml", variables={"GPU_RUNNER_LABELS": '["a100"]'})
+            relabelled = plan(project, variables={"GPU_RUNNER_LABELS": '["a100"]'})
             assert relabelled.labels["train"] == ["a100"]
             on_a100 = plan(
                 project,
-                "train.yml",
                 runners=("ubuntu-latest", "a100"),
                 variables={"GPU_RUNNER_LABELS": '["a100"]'},
             )
@@ -253,7 +254,7 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
             launch = hosted.argv("launch-runner", "gpu-runner")
             label = next(arg.split("=", 1)[1] for arg in launch if arg.startswith("--labels="))
             assert labels == ["self-hosted", label] and label == f"cml-gpu-{TAG}"
-        planned = plan(project, "train.yml", runners=("ubuntu-latest", labels[-1]))
+        planned = plan(project, runners=("ubuntu-latest", labels[-1]))
         assert planned.jobs["train"] == "success" and planned.jobs["comment"] == "success"
         if gpu_runner.startswith("cloud-"):
             assert {"launch-runner", "cleanup"} <= set(planned.jobs)
@@ -269,8 +270,8 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
 @pytest.mark.parametrize("bake_id", bake_ids())
 def test_ci_installs_the_cpu_torch_build(bakes, plan: Plan, bake_id: str) -> None:
     answers, project = bakes[bake_id]
-    planned = plan(project, "ci.yml")
-    assert planned.jobs == {"test": "success"}
+    planned = plan(project)  # the pull request's run: ci.yml and train.yml
+    assert planned.jobs["test"] == "success"
     assert targets(planned, "test") == ["setup", "lint", "test"]
     setup = planned.make("test", "setup")["plan"]
     assert (CPU_TORCH in setup) == (answers.get("model") == "torch")
@@ -305,8 +306,8 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     project = bake(tmp_path, project="cloud-plan", gpu_runner=f"cloud-{cloud}")
     region, machine, cleanup_commands = CLOUDS[cloud]
     runners = ("ubuntu-latest", f"cml-gpu-{TAG}")
-    planned = plan(project, "train.yml", runners=runners)
-    jobs = ["launch-runner", "train", "comment", "cleanup"]
+    planned = plan(project, runners=runners)
+    jobs = ["test", "launch-runner", "train", "comment", "cleanup"]
     assert planned.jobs == dict.fromkeys(jobs, "success")
     launch = planned.argv("launch-runner", "gpu-runner")
     assert launch[0] == "cml" and default_cml(project, "gpu-runner")[:3] == CML
@@ -337,14 +338,15 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     # Repository variables override the machine; cleanup still runs when training failed.
     workflow = load(project / ".github/workflows/train.yml")
     assert workflow["jobs"]["cleanup"]["if"].startswith("${{ always()")
-    resized = plan(project, "train.yml", variables={"CLOUD_TYPE": "big", "CLOUD_REGION": "r1"})
+    resized = plan(project, variables={"CLOUD_TYPE": "big", "CLOUD_REGION": "r1"})
     argv = resized.argv("launch-runner", "gpu-runner")
     assert "--cloud-type=big" in argv and "--cloud-region=r1" in argv
     # Training never found a runner here, and cleanup ran all the same.
     assert resized.jobs["train"] == "no-runner" and resized.jobs["cleanup"] == "success"
-    # Forks never launch machines (and so get no cleanup either).
-    forked = plan(project, "train.yml", event=pull_request("someone/fork"), runners=runners)
-    assert set(forked.jobs.values()) == {"skipped"} and forked.records == []
+    # Forks never launch machines (and so get no cleanup either); ci.yml still tests them.
+    forked = plan(project, event=pull_request("someone/fork"), runners=runners)
+    assert forked.jobs == {**dict.fromkeys(jobs, "skipped"), "test": "success"}
+    assert {record["job"] for record in forked.records} == {"test"}
 
 
 @pytest.mark.parametrize(
@@ -361,7 +363,7 @@ def test_report_images_stay_in_github_unless_opted_in(
 ) -> None:
     _, project = bakes["defaults"]
     event = dispatch(**inputs) if inputs else pull_request()
-    planned = plan(project, "train.yml", event=event, variables=variables)
+    planned = plan(project, event=event, variables=variables)
     report = planned.argv("train", "report")
     base = f"origin/{inputs.get('base', 'main')}"
     assert report[-4:] == ["--base", base, "--images", images]
