@@ -70,6 +70,14 @@ def dispatch(**inputs: str) -> Event:
     return Event("workflow_dispatch", {"inputs": inputs}, inputs)
 
 
+def push(branch: str = "main") -> Event:
+    return Event("push", {"ref": f"refs/heads/{branch}", "repository": {"full_name": REPOSITORY}})
+
+
+def schedule(cron: str = "0 6 * * 1") -> Event:
+    return Event("schedule", {"schedule": cron})
+
+
 @dataclass
 class ActRun:
     """One act invocation: job results, what every stand-in recorded, act's whole log."""

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from act_runner import (
     ATTEMPT,
+    RECORDERS,
     REMOTE_URL,
     RUN_ID,
     ActRun,
@@ -33,7 +34,9 @@ from act_runner import (
     dispatch,
     plan_checkout,
     pull_request,
+    push,
     rendering_key,
+    schedule,
 )
 from bakery import ROOT, bake, run, tool_env
 from conftest import bake_ids
@@ -400,6 +403,16 @@ def test_the_template_repository_ci_keeps_the_same_rules() -> None:
                 assert re.fullmatch(r"make [\w-]+", found["run"].strip()), found["run"]
 
 
+def test_recorders_keep_exact_arguments(tmp_path: Path) -> None:
+    """The stand-ins' records are what the assertions above compare: arguments byte for byte."""
+    log = tmp_path / "records.jsonl"
+    argv = ["comment", 'say "hi"\\', "two\nlines", "tab\there", "--name=é"]
+    env = {**tool_env(VENV), "RECORD_LOG": str(log), "GITHUB_JOB": "comment"}
+    run([str(RECORDERS / "cml"), *argv], cwd=tmp_path, env=env)
+    [record] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record == {"kind": "command", "job": "comment", "program": "cml", "argv": argv}
+
+
 # --- execution: every run step, for real -----------------------------------------------------
 
 
@@ -429,8 +442,14 @@ def feature_branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-# What triggers each workflow in the executed run. A workflow a bake does not have is skipped.
-EXECUTED = {"ci.yml": pull_request(), "train.yml": pull_request()}
+# The workflows the slow test executes, in order, and what triggers each: a new workflow needs
+# one line here. A workflow the bake does not have is skipped.
+EXECUTED = {
+    "ci.yml": pull_request(),
+    "train.yml": pull_request(),
+    "retrain.yml": schedule(),
+    "deploy.yml": push("main"),
+}
 
 
 def execute(project: Path, scratch: Path, workflows: dict[str, Event]) -> dict[str, ActRun]:
@@ -459,6 +478,8 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     makes = [r for run_ in runs.values() for r in run_.records if r["kind"] == "make"]
     logs = "\n\n".join(f"--- {name}\n{run_.output[-6000:]}" for name, run_ in runs.items())
     assert all(r["rc"] == 0 for r in makes), logs
+    for name, run_ in runs.items():  # also the workflows added after ci.yml and train.yml
+        assert "failure" not in run_.jobs.values(), f"{name}: {run_.jobs}\n{logs}"
     assert runs["ci.yml"].jobs == {"test": "success"}, logs
     assert runs["train.yml"].jobs == {"train": "success", "comment": "success"}, logs
 
