@@ -8,7 +8,7 @@ JSON line per call in the run's log (`ActRun.records`):
 - every remote action is mapped (`--local-repository owner/repo@sha=dir`) to a small stand-in
   in tests/act/actions that records its inputs; the artifact stand-ins copy files through a
   directory shared by the run's jobs;
-- GitHub- or cloud-only commands (cml, aws, gcloud, az, nvidia-smi, terraform) are recorders on
+- GitHub- or cloud-only commands (cml, gh, aws, gcloud, az, nvidia-smi, terraform) are recorders on
   PATH (tests/act/bin) that log their exact argv; `make` gets `CML=cml` so it calls the recorder;
 - `make` itself is a shim (tests/act/make) that records each step's target and environment. In
   plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply.
@@ -34,7 +34,9 @@ STAND_INS = HERE / "actions"
 RECORDERS = HERE / "bin"
 MAKE_SHIM = HERE / "make"
 REPOSITORY = "acme/churn"
-REMOTE_URL = f"https://github.com/{REPOSITORY}.git"
+# act reads github.repository from this remote's URL; `origin` stays free for a local clone
+# that `git push` can reach.
+GITHUB_REMOTE, GITHUB_URL = "github", f"https://github.com/{REPOSITORY}.git"
 RUN_ID, ATTEMPT = "4242", "1"
 # A remote action pinned to a commit: owner/repo[/path]@sha.
 USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b")
@@ -153,7 +155,7 @@ def act(
     secrets: dict[str, str] | None = None,
     keep_workspaces: Path | None = None,
 ) -> ActRun:
-    """Run one workflow of ``project`` (a git repository with an origin remote) with act, or
+    """Run one workflow of ``project`` (a git repository, see git_repository) with act, or
     with ``workflow=None`` every workflow the event triggers (their job ids must not clash).
 
     ``runners``: the runs-on labels this machine stands in for; a job asking for none of them
@@ -175,6 +177,7 @@ def act(
         "--no-cache-server",
         "--concurrent-jobs", "1",
         "--log-prefix-job-id",
+        "--remote-name", GITHUB_REMOTE,
         "--env", f"GITHUB_RUN_ID={RUN_ID}",
         "--env", f"GITHUB_RUN_ATTEMPT={ATTEMPT}",
         "--env", "CML=cml",
@@ -232,15 +235,16 @@ def _job_results(output: str, job_ids: list[str]) -> tuple[dict[str, str], dict[
 
 
 def git_repository(project: Path) -> None:
-    """Make ``project`` the git checkout act expects: committed, origin on github.com."""
+    """Make ``project`` the git checkout act expects: committed, with a remote on github.com."""
     git = ["git", "-c", "commit.gpgsign=false", "-c", "user.name=t", "-c", "user.email=t@t"]
     if not (project / ".git").exists():
         subprocess.run([*git, "init", "-q", "-b", "main"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-qm", "base", "--allow-empty"], cwd=project, check=True)
     remotes = subprocess.run(["git", "remote"], cwd=project, capture_output=True, text=True)
-    if "origin" not in remotes.stdout.split():
-        subprocess.run(["git", "remote", "add", "origin", REMOTE_URL], cwd=project, check=True)
+    if GITHUB_REMOTE not in remotes.stdout.split():
+        add = ["git", "remote", "add", GITHUB_REMOTE, GITHUB_URL]
+        subprocess.run(add, cwd=project, check=True)
 
 
 def plan_inputs(project: Path) -> list[Path]:
