@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from strategies import frames
 
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.records import contract
+from {{ cookiecutter.package }}.contract.schema import FEATURES, ModelInput, inputs
 from {{ cookiecutter.package }}.data import labels
 from {{ cookiecutter.package }}.modeling.features import build_features
 from {{ cookiecutter.package }}.modeling.metrics import compute
@@ -49,3 +53,34 @@ def test_single_row_predictions_equal_batch_predictions(trained, records: pd.Dat
     batch = trained.predict_proba(records)
     single = np.vstack([trained.predict_proba(records.iloc[[i]]) for i in range(len(records))])
     np.testing.assert_allclose(single, batch, rtol=1e-6, atol=1e-7)
+
+
+def as_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as a JSON client sends them: Python numbers and text, null for a missing value."""
+    records = frame[FEATURES].astype(object).to_dict("records")
+    return [{k: None if v != v else v for k, v in r.items()} for r in records]  # NaN != NaN
+
+
+@examples(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame=frames(ModelInput.to_schema(), max_size=12))
+def test_service_batch_and_training_paths_give_the_same_probabilities(
+    trained, settings, frame: pd.DataFrame
+) -> None:
+    """The skew test across code paths, for the family this project trains.
+
+    Training and evaluation score a validated frame; batch prediction a checked file chunk; the
+    service JSON records without a DataFrame (modeling/fast.py), alone or batched together.
+    """
+    training = trained.predict_proba(inputs(frame))
+    threshold = settings.evaluate.threshold
+    records = as_records(frame)
+    paths = {
+        "batch": trained.predict_proba(contract().check_frame(frame).frame),
+        "records together": trained.predict_records(records),
+        "one record at a time": np.vstack([trained.predict_records([r]) for r in records]),
+    }
+    for name, probabilities in paths.items():
+        np.testing.assert_allclose(probabilities, training, rtol=0, atol=1e-9, err_msg=name)
+        assert ((probabilities[:, 1] >= threshold) == (training[:, 1] >= threshold)).all(), name

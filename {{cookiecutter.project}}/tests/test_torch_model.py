@@ -13,12 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import settings as examples
+from strategies import frames
+from test_model import as_records
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import ParamsError, parse_settings
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
 from {{ cookiecutter.package }}.data import labels, write_table
 from {{ cookiecutter.package }}.modeling.metrics import compute
 from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE, load_model
@@ -26,6 +30,7 @@ from {{ cookiecutter.package }}.modeling.torch_model import (
     WEIGHTS_FILE,
     TorchModel,
     autocast_dtype,
+    mixed_precision_pays,
     resolve_device,
     resolve_threads,
     resolve_workers,
@@ -172,6 +177,44 @@ def test_bad_device_in_params_is_one_error_line(
     assert not config.MODEL_DIR.exists()
 
 
+@pytest.fixture(scope="module")
+def quick_model(settings, sample) -> TorchModel:
+    return fit(settings, sample)
+
+
+@examples(max_examples=30, deadline=None)
+@given(frame=frames(ModelInput.to_schema(), max_size=12))
+def test_records_path_gives_the_frame_path_probabilities(quick_model, frame) -> None:
+    """The service's path (JSON records, no DataFrame) for the torch family, within 1e-9."""
+    expected = quick_model.predict_proba(inputs(frame))
+    records = as_records(frame)
+    np.testing.assert_allclose(quick_model.predict_records(records), expected, rtol=0, atol=1e-9)
+    alone = np.vstack([quick_model.predict_records([record]) for record in records])
+    np.testing.assert_allclose(alone, expected, rtol=0, atol=1e-9)
+
+
+def test_untrained_model_scores_no_records(settings, records) -> None:
+    with pytest.raises(ValueError, match="fit"):
+        TorchModel(quick(settings), seed=1).predict_records(as_records(records))
+
+
+def test_mixed_precision_auto_turns_on_only_where_it_pays(settings) -> None:
+    assert settings.train.torch.mixed_precision == "auto"
+    assert mixed_precision_pays((9, 0), batch_size=4096, width=512)
+    assert not mixed_precision_pays((9, 0), batch_size=256, width=64)  # launch-bound: slower
+    assert not mixed_precision_pays((9, 0), batch_size=4096, width=64)
+    assert not mixed_precision_pays((7, 5), batch_size=4096, width=512)  # no bf16 tensor cores
+    assert autocast_dtype(torch.device("cpu"), "auto", 4096, 512) is None
+    assert "train.torch.mixed_precision is 'sometimes'" in rejection(
+        settings, mixed_precision="sometimes"
+    )
+
+
+def test_cpu_training_gathers_batches_from_memory_and_records_it(quick_model) -> None:
+    assert quick_model.history.resident
+    assert quick_model.history.precision == "fp32"
+
+
 @pytest.mark.gpu
 @needs_gpu
 def test_gpu_training_uses_mixed_precision_and_clears_the_floor(settings, splits) -> None:
@@ -196,3 +239,13 @@ def test_gpu_model_saved_then_loaded_on_cpu_predicts_the_same(
     model.save(tmp_path / "model")
     loaded = load_model(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict_proba(records), model.predict_proba(records))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_training_keeps_the_data_on_the_device_and_auto_precision_off_when_small(
+    settings, sample
+) -> None:
+    model = fit(settings, sample, device="cuda", mixed_precision="auto")
+    assert model.history.resident
+    assert model.history.precision == "fp32"  # batch 256, layers 64/32: bf16 would be slower

@@ -82,7 +82,7 @@ class TorchParams(Strict):
     patience: Positive
     validation_fraction: Fraction
     device: Literal["auto", "cpu", "cuda"]
-    mixed_precision: bool
+    mixed_precision: Literal["auto"] | bool
     num_workers: Literal["auto"] | Annotated[int, Field(ge=0)]
     cpu_threads: Literal["auto"] | Positive
 {%- endif %}
@@ -274,21 +274,39 @@ def parse_settings(raw: Any, source: Path = PARAMS_FILE) -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError("\n".join(_sentences(source, error))) from None
+        raise ParamsError("\n".join(_sentences(source, error, raw))) from None
 
 
-def _sentences(path: Path, error: ValidationError) -> list[str]:
-    lines = []
+def _sentences(path: Path, error: ValidationError, raw: Any = None) -> list[str]:
+    lines: dict[str, str] = {}  # one line per key: a union's branches add to it
     for problem in error.errors(include_url=False):
-        key = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function"))
+        key = _key(raw, problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "missing":
-            lines.append(f"{path}: {key} is missing; add it (see the comments in {path})")
+        if key in lines:
+            lines[key] += f", or {message[0].lower()}{message[1:]}"
+        elif problem["type"] == "missing":
+            lines[key] = f"{path}: {key} is missing; add it (see the comments in {path})"
         elif problem["type"] == "extra_forbidden":
-            lines.append(f"{path}: {key} is not a setting; remove it or fix its spelling")
+            lines[key] = f"{path}: {key} is not a setting; remove it or fix its spelling"
         else:
-            lines.append(f"{path}: {key} is {problem['input']!r}: {message}")
-    return lines
+            lines[key] = f"{path}: {key} is {problem['input']!r}: {message}"
+    return list(lines.values())
+
+
+def _key(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """The params.yaml key of an error: its location without pydantic's validator and union
+    branch names (``literal['auto']``, ``constrained-int``), which are not keys of the file."""
+    parts, node = [], raw
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and (part in node or index == len(loc) - 1):
+            parts.append(str(part))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            parts.append(str(part))
+            node = node[part] if part < len(node) else None
+        elif raw is None and not str(part).startswith("function"):
+            parts.append(str(part))  # no input to walk: keep what pydantic says
+    return ".".join(parts)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

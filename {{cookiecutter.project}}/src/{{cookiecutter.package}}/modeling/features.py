@@ -7,6 +7,8 @@ training set produce identical values (no training/serving skew). Anything learn
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -23,20 +25,37 @@ SERVICES = [
     "streaming_movies",
 ]
 DERIVED = ["avg_monthly_charges", "num_services", "is_new_customer"]
+# The input columns derive() reads.
+ENGINEERED_FROM = ["tenure", "monthly_charges", "total_charges", "phone_service", *SERVICES]
+
+
+def derive(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The engineered columns, as float64 arrays, from input columns given as arrays.
+
+    One function for a training frame and for a handful of JSON records (modeling/fast.py), so
+    both get the same values down to the last bit.
+    """
+    tenure = np.asarray(columns["tenure"], dtype=np.float64)
+    monthly = np.asarray(columns["monthly_charges"], dtype=np.float64)
+    total = np.asarray(columns["total_charges"], dtype=np.float64)
+    # Customers in their first month have no bill yet: their total is what they pay monthly.
+    total = np.where(np.isnan(total), monthly * tenure, total)
+    services = sum(np.asarray(columns[name]) == "Yes" for name in SERVICES)
+    phone = np.asarray(columns["phone_service"], dtype=np.float64)
+    return {
+        "total_charges": total,
+        "avg_monthly_charges": np.where(tenure > 0, total / np.maximum(tenure, 1.0), monthly),
+        "num_services": services + phone,
+        "is_new_customer": (tenure < 6).astype(np.float64),
+    }
 
 
 def build_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Model features for contract-valid rows, in a fixed column order."""
     features = frame[FEATURES].copy()
-    tenure = features["tenure"].astype("float64")
-    monthly = features["monthly_charges"].astype("float64")
-    # Customers in their first month have no bill yet: their total is what they pay monthly.
-    total = features["total_charges"].astype("float64").fillna(monthly * tenure)
-    features["total_charges"] = total
-    features["avg_monthly_charges"] = np.where(tenure > 0, total / tenure.clip(lower=1), monthly)
-    services = (features[SERVICES].astype(str) == "Yes").sum(axis=1)
-    features["num_services"] = (services + features["phone_service"]).astype("float64")
-    features["is_new_customer"] = (tenure < 6).astype("float64")
+    columns = {name: features[name].to_numpy() for name in ENGINEERED_FROM}
+    for name, values in derive(columns).items():
+        features[name] = values
     for column in CATEGORICAL:
         features[column] = features[column].astype(object)
     return features

@@ -7,6 +7,7 @@ caller (training, evaluation, batch, the service) gets the same features by cons
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -16,6 +17,7 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
+from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
 
 META_FILE = "meta.json"
@@ -30,6 +32,8 @@ class ChurnModel(Protocol):
     def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> ChurnModel: ...
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray: ...
 
     def save(self, directory: Path) -> None: ...
 
@@ -48,14 +52,26 @@ class SklearnModel:
                 ("classifier", HistGradientBoostingClassifier(random_state=seed, **params)),
             ]
         )
+        self._rows: Callable[[Sequence[Mapping[str, Any]]], np.ndarray] | None = None
 
     def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> SklearnModel:
         self.pipeline.fit(build_features(frame), labels)
+        self._rows = None
         return self
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities of shape (rows, 2): columns are [stays, churns]."""
         return self.pipeline.predict_proba(build_features(frame))
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """``predict_proba`` for contract-valid JSON records, without building a DataFrame.
+
+        The service's path: the same probabilities as ``predict_proba`` on the records' frame
+        (tests/test_model.py), at a fraction of the cost for one record (modeling/fast.py).
+        """
+        if self._rows is None:
+            self._rows = record_features(self.pipeline[0])
+        return self.pipeline[-1].predict_proba(self._rows(records))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

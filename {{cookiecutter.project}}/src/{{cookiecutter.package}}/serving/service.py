@@ -40,7 +40,7 @@ from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler
 
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
 MAX_RECORDS = int(os.environ.get("SERVE_MAX_RECORDS", "10000"))
-# Rows per model call when many requests wait at once; larger batches amortise pandas overhead.
+# Rows per model call when many requests wait at once; larger batches amortise per-call costs.
 MAX_BATCH_ROWS = int(os.environ.get("SERVE_MAX_BATCH_ROWS", "256"))
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class Batcher:
 
     While the model scores one batch, new requests queue; the next call takes all of them (up
     to ``max_rows``). An idle service therefore answers a lone request at once, with no batching
-    window to wait out, and a busy one pays the pandas and sklearn overhead once per batch
+    window to wait out, and a busy one pays the classifier's per-call overhead once per batch
     instead of once per request. BentoML's ``batchable=True`` merges request bodies before the
     API function sees them, so one bad record would fail its neighbours' requests; batching
     after validation keeps every error with its own request.
@@ -289,8 +289,7 @@ class ChurnService:
         log.info("serving %s", json.dumps(self.info.to_dict()))
 
     def score(self, records: list[Mapping[str, Any]]) -> np.ndarray:
-        frame = self.contract.to_frame(records)
-        scores = self.model.predict_proba(frame)[:, 1]
+        scores = self.model.predict_records(records)[:, 1]  # no DataFrame: modeling/fast.py
         version = self.info.version
         churned = int((scores >= self.info.threshold).sum())
         histogram = SCORES.labels(model_version=version)
