@@ -1,15 +1,20 @@
-"""Shared fixtures: the real bundled data, split and a model trained once per session."""
+"""Shared fixtures: the real bundled data, split and a model trained once per test run."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from {{ cookiecutter.package }}.config import Settings, load_settings
 from {{ cookiecutter.package }}.contract.schema import FEATURES
 from {{ cookiecutter.package }}.data import anonymise, load_source, split
+from {{ cookiecutter.package }}.modeling.model import load_model
 from {{ cookiecutter.package }}.pipeline.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +43,33 @@ def splits(settings: Settings, clean_frame: pd.DataFrame) -> tuple[pd.DataFrame,
     return split(clean_frame, data.target, data.test_size, settings.seed)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_model_thread() -> Iterator[None]:
+    """One OpenMP/BLAS thread per test process, as the service runs its model.
+
+    `make test` already runs one worker per core; a thread team per worker oversubscribes the
+    cores, and on a busy machine a single-row prediction then waits for a core per thread.
+    """
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="session")
-def trained(settings: Settings, splits: tuple[pd.DataFrame, pd.DataFrame]):
-    return fit(settings, splits[0])
+def trained(settings: Settings, splits: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory):
+    """The model of params.yaml, trained once per test run.
+
+    Under pytest-xdist each worker is its own session: the first to need the model trains and
+    saves it, the others wait for it and load it (identical predictions; test_model.py checks
+    the round trip), instead of training it again on a shared core.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return fit(settings, splits[0])
+    shared = tmp_path_factory.getbasetemp().parent / "trained-model"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / "meta.json").exists():
+            fit(settings, splits[0]).save(shared)
+    return load_model(shared)
 
 
 @pytest.fixture()
