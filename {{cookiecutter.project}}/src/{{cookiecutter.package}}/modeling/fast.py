@@ -5,7 +5,8 @@ classifier itself about 1 ms. So this module reads the fitted preprocessor once 
 column's category positions, the scaler's means and scales) and fills the model's input row
 with plain Python and NumPy: the same values, in the same column order, as
 ``preprocessor.transform(build_features(frame))``. The engineered columns come from the same
-``derive`` that ``build_features`` calls. tests/test_model.py proves all paths agree.
+``derive`` that ``build_features`` calls. tests/test_fast_path.py and the skew tests in
+tests/test_model.py prove that all paths agree.
 
 Only the transformers ``make_preprocessor`` builds are compiled (OneHotEncoder without dropped or
 infrequent categories, StandardScaler); for anything else ``compile_features`` returns None and
