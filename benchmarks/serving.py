@@ -433,7 +433,9 @@ def main() -> int:
             "FastAPI baseline (a DataFrame from the record, then `predict_proba`, the endpoint a "
             "user would write) runs with `OMP_NUM_THREADS=1`, the same setting. The constant "
             "endpoint is a BentoML service with our settings that answers without a model: "
-            "the most one worker can do over HTTP here.",
+            "the most one worker can do over HTTP here. Load average when the run ended: "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; other work on the machine "
+            "shows up in every row.",
             table(["concurrency", "server", "req/s", "p50 ms", "p99 ms", "errors"], rows),
             "Ours / FastAPI throughput: "
             + ", ".join(f"c={c}: **{ratio[c]:.2f}x**" for c in levels)
