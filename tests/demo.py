@@ -94,6 +94,25 @@ def serve_and_ask(project: Path, make: list[str], env: dict[str, str]) -> None:
         server.wait(timeout=30)
 
 
+def canary(project: Path, make: list[str], env: dict[str, str]) -> None:
+    """A local canary rollout behind Caddy (a short one), and its verdict."""
+    started = time.perf_counter()
+    flags = "CANARY_FLAGS=--steps 25,100 --interval 5"
+    with console.status(f"[bold]local canary[/] (make canary {flags})"):
+        result = run([*make, "canary", flags], cwd=project, env=env, check=False)
+    lines = (result.stdout + result.stderr).splitlines()
+    verdict = next(
+        (line for line in lines if line.startswith(("PROMOTED", "ROLLED_BACK"))),
+        f"no verdict (exit {result.returncode}): {' / '.join(lines[-5:])}",
+    )
+    mark = "[green]✓[/]" if result.returncode == 0 else "[red]✗[/]"
+    console.print(f"{mark} local canary behind Caddy [dim]{time.perf_counter() - started:.0f}s[/]")
+    for line in lines:
+        if line.startswith(("canary:", "step ")):
+            console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"  verdict: {verdict}", highlight=False, markup=False)
+
+
 def summary(project: Path) -> None:
     from mlflow import MlflowClient
 
@@ -146,6 +165,7 @@ def main() -> int:
     step("DVC pipeline and MLflow registry (make repro)", [*make, "repro"], project, env)
     step("BentoML bento, offline (make build)", [*make, "build"], project, env)
     serve_and_ask(project, make, env)
+    canary(project, make, env)
     summary(project)
     return 0
 

@@ -526,6 +526,63 @@ def monitoring_rules(
     console.print(f"wrote {', '.join(str(path) for path in rendered)} from params.yaml monitoring")
 
 
+@app.command()
+@friendly
+def canary(
+    version: Annotated[
+        str | None, typer.Option(help="registered version to roll out (default: the challenger)")
+    ] = None,
+    stable_url: Annotated[
+        str | None, typer.Option(help="attach to this running stable server, e.g. :3000")
+    ] = None,
+    canary_url: Annotated[
+        str | None, typer.Option(help="attach to this running canary server")
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="records (.csv/.parquet) sent through the front during the rollout"),
+    ] = config.TEST_SPLIT,
+    live: Annotated[
+        bool, typer.Option("--live", help="send no records: judge live client traffic only")
+    ] = False,
+    steps: Annotated[
+        str | None, typer.Option(help="override canary.steps, e.g. 100 for blue-green")
+    ] = None,
+    interval: Annotated[int | None, typer.Option(help="override canary.interval_seconds")] = None,
+    approved_by: Annotated[
+        str, typer.Option(envvar="GITHUB_ACTOR", help="who approved (GitHub: the actor)")
+    ] = "local",
+    keep_running: Annotated[
+        bool, typer.Option(help="leave Caddy and the winning server running afterwards")
+    ] = False,
+) -> None:
+    """Local canary: champion vs challenger behind Caddy; promote, or roll back and exit 1."""
+    from {{ cookiecutter.package }}.lifecycle.canary import REPORT, SUMMARY, plan, write_reports
+
+    settings = config.load_settings()
+    overrides: dict[str, Any] = {}
+    if steps:
+        overrides["steps"] = [int(step) for step in steps.split(",")]
+    if interval is not None:
+        overrides["interval_seconds"] = interval
+    rollout_plan = plan(
+        settings,
+        version,
+        stable_url,
+        canary_url,
+        None if live else replay,
+        overrides,
+    )
+    console.print(rollout_plan.headline, highlight=False)
+    rollout, traffic = rollout_plan.run(approved_by, keep_running, console.print)
+    write_reports(rollout)
+    sent = f"; replayed {traffic['sent']} requests, {traffic['failed']} failed" if traffic else ""
+    console.print(f"{rollout.verdict.upper()}: {rollout.reason}{sent}", highlight=False)
+    console.print(f"analysis -> {REPORT}, {SUMMARY}", highlight=False)
+    if rollout.verdict != "promoted":
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

