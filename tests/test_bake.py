@@ -259,3 +259,16 @@ def test_generated_files_speak_to_their_own_users(baked) -> None:
         assert note is None, f"{name} speaks to the template's maintainers: {note.group(0)!r}"
         for link in DOC_LINK.findall(text):
             assert (project / link).exists(), f"{name} links to {link}, which this repo lacks"
+
+
+def test_the_project_name_is_never_hard_coded(tmp_path: Path) -> None:
+    """A bake under another name carries no trace of the default one."""
+    from bakery import bake
+
+    project = bake(tmp_path, project="fraud-model")
+    leftovers = {
+        name
+        for name, text in file_texts(project).items()
+        if "churn-model" in text or "churn_model" in text
+    }
+    assert leftovers == set()

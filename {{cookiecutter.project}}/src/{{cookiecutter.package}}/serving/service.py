@@ -278,7 +278,7 @@ def limit_model_threads() -> None:
 
 
 @bentoml.service(
-    name="churn-model",
+    name="{{ cookiecutter.package | replace('_', '-') }}",
     workers=int(os.environ.get("SERVE_WORKERS", "1")),
     traffic={"timeout": 30, "max_concurrency": 1024},
     logging={"access": {"enabled": os.environ.get("SERVE_ACCESS_LOG", "0") == "1"}},
