@@ -5,33 +5,63 @@ CLOUD := {{ cloud }}
 {%- if cloud == 'aws' %}
 CLOUD_REGION := $(or $(CLOUD_REGION),us-east-1)
 CLOUD_TYPE := $(or $(CLOUD_TYPE),g4dn.xlarge)
+# AWS Deep Learning Base OSS Nvidia Driver GPU AMI: Ubuntu 22.04 (glibc 2.35, which the Node 24
+# of the pinned actions needs) with the NVIDIA driver and CUDA, kept current by AWS. CML's AWS
+# path looks images up by name only (`Name=name` filter, newest CreationDate wins: see
+# iterative/aws/provider.go, ResourceMachineCreate, in iterative/terraform-provider-iterative),
+# so no owner can be given: the name pattern is Amazon's, and docs say how to pin an AMI name.
+DEFAULT_CLOUD_IMAGE := Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *
 {%- elif cloud == 'gcp' %}
 CLOUD_REGION := $(or $(CLOUD_REGION),us-central1-a)
 CLOUD_TYPE := $(or $(CLOUD_TYPE),n1-standard-4)
+# Canonical's Ubuntu 22.04 accelerator image with the NVIDIA driver, as `project/family` (the
+# only form CML's GCP path accepts: iterative/gcp/provider.go, ResourceMachineCreate, in
+# iterative/terraform-provider-iterative). The project names the owner; the family follows
+# Canonical's driver updates.
+DEFAULT_CLOUD_IMAGE := ubuntu-os-accelerator-images/ubuntu-accelerator-2204-amd64-with-nvidia-550
 {%- else %}
 CLOUD_REGION := $(or $(CLOUD_REGION),eastus)
 CLOUD_TYPE := $(or $(CLOUD_TYPE),Standard_NC4as_T4_v3)
+# Microsoft's Ubuntu-HPC 22.04 image (NVIDIA driver and CUDA included), as
+# `publisher:offer:sku:version` (the form CML's Azure path splits: iterative/azure/provider.go,
+# ResourceMachineCreate, in iterative/terraform-provider-iterative). The publisher names the owner.
+DEFAULT_CLOUD_IMAGE := microsoft-dsvm:ubuntu-hpc:2204:latest
 {%- endif %}
+# Repository variable CLOUD_IMAGE overrides the image (same syntax as above).
+CLOUD_IMAGE := $(or $(CLOUD_IMAGE),$(DEFAULT_CLOUD_IMAGE))
 CLOUD_GPU := $(or $(CLOUD_GPU),nvidia-tesla-t4)
 CLOUD_SPOT := $(or $(CLOUD_SPOT),true)
 # Seconds a runner may wait for its job before it shuts itself down.
 RUNNER_IDLE_TIMEOUT := $(or $(RUNNER_IDLE_TIMEOUT),600)
-# One tag per workflow run: the runner's label, name and cloud tag, so cleanup finds it.
+# One tag per workflow run (the run id, the same in every attempt): the runner's label, name and
+# cloud tag, so a re-run finds its runner and cleanup finds every machine of the run.
 RUNNER_TAG := $(or $(RUNNER_TAG),manual)
 RUNNER_LABELS := cml-gpu-$(RUNNER_TAG)
 
 .PHONY: gpu-runner
 gpu-runner: ## launch a single-use cloud GPU runner labelled cml-gpu-RUNNER_TAG (needs REPO_TOKEN)
-	$(CML) runner launch --cloud=$(CLOUD) --cloud-region=$(CLOUD_REGION) --cloud-type=$(CLOUD_TYPE) --cloud-gpu=$(CLOUD_GPU) $(if $(filter true,$(CLOUD_SPOT)),--cloud-spot) --single --idle-timeout=$(RUNNER_IDLE_TIMEOUT) --labels=$(RUNNER_LABELS) --name=$(RUNNER_LABELS) --cloud-metadata=gh-run=$(RUNNER_TAG)
+	@[ -n "$${REPO_TOKEN:-}" ] || { echo "ERROR: REPO_TOKEN is empty: set the variable RUNNER_APP_CLIENT_ID and the secret RUNNER_APP_PRIVATE_KEY (GitHub App), or the secret PERSONAL_ACCESS_TOKEN, in Settings > Secrets and variables > Actions"; exit 1; }
+	$(CML) runner launch --cloud=$(CLOUD) --cloud-region=$(CLOUD_REGION) --cloud-type=$(CLOUD_TYPE) --cloud-gpu=$(CLOUD_GPU) '--cloud-image=$(CLOUD_IMAGE)' $(if $(filter true,$(CLOUD_SPOT)),--cloud-spot) --single --reuse-idle --idle-timeout=$(RUNNER_IDLE_TIMEOUT) --labels=$(RUNNER_LABELS) --name=$(RUNNER_LABELS) --cloud-metadata=gh-run=$(RUNNER_TAG)
+
+.PHONY: runner-here
+runner-here: ## fail when launch-runner did not run in this attempt (train.yml: LAUNCH_ATTEMPT, RUN_ATTEMPT)
+	@[ "$(LAUNCH_ATTEMPT)" = "$(RUN_ATTEMPT)" ] || { echo "ERROR: 'Re-run failed jobs' does not repeat launch-runner, so no GPU runner exists for attempt $(RUN_ATTEMPT): use 'Re-run all jobs' (the launch reuses an idle runner of this run)"; exit 1; }
 
 .PHONY: gpu-runner-cleanup
-gpu-runner-cleanup: ## terminate every machine tagged gh-run=RUNNER_TAG that is still alive
+gpu-runner-cleanup: ## delete everything the launches of run RUNNER_TAG created (cloud tag gh-run)
 {%- if cloud == 'aws' %}
+	@# Instances, then (once they are gone) the key pairs and security groups tagged by the run.
+	@# A security group that another run's machine still uses stays (AWS refuses: DependencyViolation).
 	ids="$$(aws ec2 describe-instances --region $(CLOUD_REGION) --output text --query 'Reservations[].Instances[].InstanceId' --filters Name=tag:gh-run,Values=$(RUNNER_TAG) Name=instance-state-name,Values=pending,running,stopping,stopped)"; \
-	if [ -n "$$ids" ]; then aws ec2 terminate-instances --region $(CLOUD_REGION) --instance-ids $$ids; else echo "no machine left for $(RUNNER_TAG)"; fi
+	if [ -n "$$ids" ]; then aws ec2 terminate-instances --region $(CLOUD_REGION) --instance-ids $$ids && aws ec2 wait instance-terminated --region $(CLOUD_REGION) --instance-ids $$ids; else echo "no machine left for $(RUNNER_TAG)"; fi
+	for key in $$(aws ec2 describe-key-pairs --region $(CLOUD_REGION) --output text --query 'KeyPairs[].KeyName' --filters Name=tag:gh-run,Values=$(RUNNER_TAG)); do aws ec2 delete-key-pair --region $(CLOUD_REGION) --key-name "$$key"; done
+	for group in $$(aws ec2 describe-security-groups --region $(CLOUD_REGION) --output text --query 'SecurityGroups[].GroupId' --filters Name=tag:gh-run,Values=$(RUNNER_TAG)); do aws ec2 delete-security-group --region $(CLOUD_REGION) --group-id "$$group" || echo "security group $$group is still in use"; done
 {%- elif cloud == 'gcp' %}
+	@# Each machine has two firewall rules named after it (<name>-ingress, <name>-egress).
 	gcloud compute instances list --filter=labels.gh-run=$(RUNNER_TAG) --format='value(name,zone.basename())' | \
-	while read -r name zone; do gcloud compute instances delete "$$name" --zone="$$zone" --quiet; done
+	while read -r name zone; do gcloud compute instances delete "$$name" --zone="$$zone" --quiet </dev/null; gcloud compute firewall-rules delete "$$name-ingress" "$$name-egress" --quiet </dev/null; done
 {%- else %}
-	az vm list --query "[?tags.\"gh-run\"=='$(RUNNER_TAG)'].id" --output tsv | xargs --no-run-if-empty az vm delete --yes --ids
+	@# CML's provider puts each machine, its disk, IP, network and security group in a resource
+	@# group of their own, tagged like the machine: deleting the group deletes them all.
+	az group list --tag gh-run=$(RUNNER_TAG) --query '[].name' --output tsv | xargs --no-run-if-empty -n 1 az group delete --yes --name
 {%- endif %}

@@ -43,7 +43,9 @@ def pins(packages: list[str]) -> list[str]:
 
 
 def tracking_uri(settings: RegistrySettings) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    # An unset repository variable reaches a workflow step as an empty string: that is unset,
+    # never a tracking URI (MLflow would read "" as a relative ./mlruns store).
+    return os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
 
 
 def client(settings: RegistrySettings) -> MlflowClient:
