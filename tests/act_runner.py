@@ -53,9 +53,12 @@ class Event:
     name: str
     payload: dict[str, Any]
     inputs: dict[str, str] = field(default_factory=dict)
+    actor: str = "octocat"  # github.actor
 
 
-def pull_request(head_repository: str = REPOSITORY, base: str = "main") -> Event:
+def pull_request(
+    head_repository: str = REPOSITORY, base: str = "main", actor: str = "octocat"
+) -> Event:
     return Event(
         "pull_request",
         {
@@ -65,6 +68,7 @@ def pull_request(head_repository: str = REPOSITORY, base: str = "main") -> Event
                 "base": {"ref": base, "repo": {"full_name": REPOSITORY}},
             }
         },
+        actor=actor,
     )
 
 
@@ -99,8 +103,9 @@ class ActRun:
         return found[0]
 
     def argv(self, job: str, target: str) -> list[str]:
-        """The planned command of a one-line recipe as arguments (continuations joined)."""
-        return shlex.split(self.make(job, target)["plan"].replace("\\\n", " "))
+        """The planned last command of a recipe as arguments (continuations joined): the one
+        command of a one-line recipe, or the one after its guards."""
+        return shlex.split(self.make(job, target)["plan"].replace("\\\n", " ").splitlines()[-1])
 
     def commands(self, program: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -181,6 +186,7 @@ def act(
         "--env", f"GITHUB_RUN_ID={RUN_ID}",
         "--env", f"GITHUB_RUN_ATTEMPT={ATTEMPT}",
         "--env", "CML=cml",
+        "--actor", event.actor,
     ]  # fmt: skip
     for label in runners:
         command += ["--platform", f"{label}=-self-hosted"]

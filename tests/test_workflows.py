@@ -46,7 +46,8 @@ PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
 SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
 SECRETS = {"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET, "GITHUB_TOKEN": SECRET}
-TAG = f"{RUN_ID}-{ATTEMPT}"
+# The runner's label and cloud tag: the run id, the same in every attempt of the run.
+TAG = RUN_ID
 CPU_TORCH = "https://download.pytorch.org/whl/cpu"
 # The Makefile's default CML; act runs give `CML=cml`, the recorder on PATH.
 CML = ["npx", "--yes", "@dvcorg/cml@0.20.6"]
@@ -112,7 +113,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     ) -> ActRun:
         event = event or pull_request()
         rendering = rendering_key(project)[:16]
-        arguments = json.dumps([event.name, event.payload, runners, variables or {}])
+        arguments = json.dumps([event.name, event.payload, event.actor, runners, variables or {}])
         key = f"{rendering}-{hashlib.sha256(arguments.encode()).hexdigest()[:16]}"
         if key not in done:
             checkout = root / rendering / project.name
@@ -145,7 +146,7 @@ def targets(run: ActRun, job: str) -> list[str]:
 def default_cml(project: Path, target: str) -> list[str]:
     """The command `make <target>` plans without the test's CML=cml: the pinned npx package."""
     planned = run(["make", "-n", target, f"VENV={VENV}"], cwd=project).stdout
-    return shlex.split(planned.replace("\\\n", " "))
+    return shlex.split(planned.replace("\\\n", " ").splitlines()[-1])
 
 
 def assert_no_secret(run: ActRun) -> None:
@@ -198,6 +199,7 @@ def test_jobs_have_timeouts_and_least_privilege(bakes, bake_id: str) -> None:
             assert isinstance(granted, dict), f"{where}: no job-level permissions"
             runs = {s.get("run") for s in job["steps"]}
             oidc = any(s.get("uses", "").split("@")[0] in CLOUD_ACTIONS for s in job["steps"])
+            oidc = oidc or "make azure-token" in runs  # DVC's Azure remote: the raw OIDC token
             expected = {"contents": "read"}
             if "make comment" in runs:
                 expected["pull-requests"] = "write"
@@ -214,6 +216,14 @@ def test_jobs_have_timeouts_and_least_privilege(bakes, bake_id: str) -> None:
             if "make retrain-pr" in runs:  # retrain.yml's only writer: a branch and its PR
                 expected.update({"contents": "write", "pull-requests": "write"})
             assert granted == expected, f"{where}: permissions {granted}, needs {expected}"
+            # Credentials (OIDC, a writable token, any secret) only inside a named environment,
+            # whose branch rules and cloud trust policies decide who may use them.
+            holds = "secrets." in json.dumps(job) or "write" in {
+                granted.get("id-token"),
+                granted.get("contents"),
+            }
+            if holds:
+                assert isinstance(job.get("environment"), str), f"{where}: no environment"
             for found in job["steps"]:
                 if found.get("uses", "").startswith("actions/checkout@"):
                     assert found["with"]["persist-credentials"] is False, where
@@ -240,7 +250,7 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
     # Only ubuntu-latest has a runner here: act names the labels of any job it cannot place.
     hosted = plan(project)
     if gpu_runner == "none":
-        assert hosted.jobs == dict.fromkeys(["test", "train", "comment"], "success")
+        assert hosted.jobs == dict.fromkeys(["test", "train", "comment", "required"], "success")
         planned = hosted
     else:
         assert hosted.jobs["train"] == "no-runner"
@@ -284,23 +294,46 @@ def test_ci_installs_the_cpu_torch_build(bakes, plan: Plan, bake_id: str) -> Non
 
 # --- exact commands of the steps that cannot run here ---------------------------------------
 
-# cloud: (default region, machine type, what cleanup must run: find by tag, then terminate)
+# cloud: (default region, machine type, image in the syntax CML's provider accepts for that
+# cloud, what cleanup must run for each kind of resource the launch creates, found by the tag)
 CLOUDS = {
     "aws": (
         "us-east-1",
         "g4dn.xlarge",
-        ["aws ec2 describe-instances", f"Name=tag:gh-run,Values={TAG}", "terminate-instances"],
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
+        [
+            f"describe-instances --region us-east-1 --output text --query 'Reservations[].Instances[].InstanceId' --filters Name=tag:gh-run,Values={TAG}",
+            "aws ec2 terminate-instances",
+            "aws ec2 wait instance-terminated",
+            f"describe-key-pairs --region us-east-1 --output text --query 'KeyPairs[].KeyName' --filters Name=tag:gh-run,Values={TAG}",
+            "aws ec2 delete-key-pair",
+            f"describe-security-groups --region us-east-1 --output text --query 'SecurityGroups[].GroupId' --filters Name=tag:gh-run,Values={TAG}",
+            "aws ec2 delete-security-group",
+        ],
     ),
     "gcp": (
         "us-central1-a",
         "n1-standard-4",
-        [f"gcloud compute instances list --filter=labels.gh-run={TAG}", "instances delete"],
+        "ubuntu-os-accelerator-images/ubuntu-accelerator-2204-amd64-with-nvidia-550",
+        [
+            f"gcloud compute instances list --filter=labels.gh-run={TAG}",
+            "gcloud compute instances delete",
+            'gcloud compute firewall-rules delete "$name-ingress" "$name-egress"',
+        ],
     ),
     "azure": (
         "eastus",
         "Standard_NC4as_T4_v3",
-        [f'az vm list --query "[?tags.\\"gh-run\\"==\'{TAG}\'].id"', "az vm delete"],
+        "microsoft-dsvm:ubuntu-hpc:2204:latest",
+        # One resource group per machine holds its disk, IP, network and security group.
+        [f"az group list --tag gh-run={TAG} --query '[].name'", "az group delete --yes"],
     ),
+}
+# The image syntax TPI accepts per cloud (iterative/{aws,gcp,azure}/provider.go).
+IMAGE_SYNTAX = {
+    "aws": r"[^:]+",  # an AMI name pattern (DescribeImages name filter)
+    "gcp": r"[-a-z0-9]+/[-_a-zA-Z0-9]+",  # project/family
+    "azure": r"[^:]+:[^:]+:[^:]+:[^:]+",  # publisher:offer:sku:version
 }
 
 
@@ -309,10 +342,11 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     tmp_path: Path, plan: Plan, cloud: str
 ) -> None:
     project = bake(tmp_path, project="cloud-plan", gpu_runner=f"cloud-{cloud}")
-    region, machine, cleanup_commands = CLOUDS[cloud]
+    region, machine, image, cleanup_commands = CLOUDS[cloud]
+    assert re.fullmatch(IMAGE_SYNTAX[cloud], image)
     runners = ("ubuntu-latest", f"cml-gpu-{TAG}")
     planned = plan(project, runners=runners)
-    jobs = ["test", "launch-runner", "train", "comment", "cleanup"]
+    jobs = ["test", "launch-runner", "train", "comment", "cleanup", "required"]
     assert planned.jobs == dict.fromkeys(jobs, "success")
     launch = planned.argv("launch-runner", "gpu-runner")
     assert launch[0] == "cml" and default_cml(project, "gpu-runner")[:3] == CML
@@ -323,8 +357,10 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
         f"--cloud-region={region}",
         f"--cloud-type={machine}",
         "--cloud-gpu=nvidia-tesla-t4",
+        f"--cloud-image={image}",
         "--cloud-spot",
         "--single",
+        "--reuse-idle",
         "--idle-timeout=600",
         f"--labels=cml-gpu-{TAG}",
         f"--name=cml-gpu-{TAG}",
@@ -346,12 +382,14 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     resized = plan(project, variables={"CLOUD_TYPE": "big", "CLOUD_REGION": "r1"})
     argv = resized.argv("launch-runner", "gpu-runner")
     assert "--cloud-type=big" in argv and "--cloud-region=r1" in argv
+    imaged = plan(project, variables={"CLOUD_IMAGE": "my/image"}, runners=runners)
+    assert "--cloud-image=my/image" in imaged.argv("launch-runner", "gpu-runner")
     # Training never found a runner here, and cleanup ran all the same.
     assert resized.jobs["train"] == "no-runner" and resized.jobs["cleanup"] == "success"
     # Forks never launch machines (and so get no cleanup either); ci.yml still tests them.
     forked = plan(project, event=pull_request("someone/fork"), runners=runners)
-    assert forked.jobs == {**dict.fromkeys(jobs, "skipped"), "test": "success"}
-    assert {record["job"] for record in forked.records} == {"test"}
+    assert forked.jobs == {**dict.fromkeys(jobs, "skipped"), "test": "success", "required": "success"}
+    assert {record["job"] for record in forked.records} == {"test", "required"}
 
 
 @pytest.mark.parametrize(
