@@ -388,7 +388,11 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert resized.jobs["train"] == "no-runner" and resized.jobs["cleanup"] == "success"
     # Forks never launch machines (and so get no cleanup either); ci.yml still tests them.
     forked = plan(project, event=pull_request("someone/fork"), runners=runners)
-    assert forked.jobs == {**dict.fromkeys(jobs, "skipped"), "test": "success", "required": "success"}
+    assert forked.jobs == {
+        **dict.fromkeys(jobs, "skipped"),
+        "test": "success",
+        "required": "success",
+    }
     assert {record["job"] for record in forked.records} == {"test", "required"}
 
 
@@ -584,3 +588,104 @@ def check_retrain(retrain: ActRun, project: Path) -> None:
         ["git", "--git-dir", str(origin), "log", "-1", "--format=%s", "retrain/auto"], cwd=project
     )
     assert pushed.stdout.startswith("Retrain retrain/auto: challenger wins"), pushed.stdout
+
+
+# --- the required check, re-runs, fresh credentials ------------------------------------------
+
+
+# What the `required` step's decision reads (everything else in its environment is act's).
+DECISION = ("EVENT", "FORK", "ACTOR", "LAUNCH", "TRAIN", "GATE")
+
+
+def decide(project: Path, planned: ActRun) -> tuple[int, str]:
+    """Run `make required-check` for real with the environment act gave the `required` step."""
+    given = planned.make("required", "required-check")["env"]
+    env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}}
+    result = run(["make", "required-check"], cwd=project, env=env, check=False)
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+@pytest.mark.parametrize(
+    "gpu_runner", ["none", "self-hosted", "cloud-aws", "cloud-gcp", "cloud-azure"]
+)
+def test_required_check_is_green_only_when_training_and_the_gate_passed(
+    tmp_path: Path, plan: Plan, gpu_runner: str
+) -> None:
+    project = bake(tmp_path, project="required-plan", gpu_runner=gpu_runner)
+    gpu = {"none": (), "self-hosted": ("self-hosted", "gpu")}.get(gpu_runner, (f"cml-gpu-{TAG}",))
+    runners = ("ubuntu-latest", *gpu)
+    trained = plan(project, runners=runners)
+    assert trained.jobs["train"] == "success" and trained.jobs["required"] == "success"
+    assert decide(project, trained) == (0, "trained and the quality gate passed")
+    # No runner for train (a launch that never came up looks the same to GitHub): red.
+    if gpu:
+        stranded = plan(project)
+        assert stranded.jobs["train"] == "no-runner"
+        env = stranded.make("required", "required-check")["env"]
+        # act leaves a job it could not place without a result (GitHub: failure or cancelled).
+        assert env["TRAIN"] != "success"
+        rc, said = decide(project, stranded)
+        assert rc != 0 and said.startswith("ERROR: train"), said
+    for event, reason in (
+        (pull_request("someone/fork"), "ERROR: a pull request from a fork gets no secrets"),
+        (pull_request(actor="dependabot[bot]"), "ERROR: Dependabot pull requests get no secrets"),
+    ):
+        skipped = plan(project, event=event, runners=runners)
+        assert skipped.jobs["train"] == "skipped" and skipped.jobs["required"] == "success"
+        assert not [r for r in skipped.records if r["job"] in {"launch-runner", "train"}]
+        rc, said = decide(project, skipped)
+        assert rc != 0 and said.startswith(reason), said
+    # The gate's own verdict decides once training ran.
+    given = trained.make("required", "required-check")["env"]
+    env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}, "GATE": "failure"}
+    failed = run(["make", "required-check"], cwd=project, env=env, check=False)
+    assert failed.returncode != 0 and "quality gate did not pass" in failed.stdout
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_rerun_of_failed_jobs_never_waits_for_a_runner_that_will_not_come(
+    tmp_path: Path, plan: Plan, cloud: str
+) -> None:
+    """Attempt 2 without launch-runner: train leaves the cloud label and fails, saying what to do."""
+    project = bake(tmp_path, project="rerun-plan", gpu_runner=f"cloud-{cloud}")
+    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
+    guard = planned.make("train", "runner-here")["env"]
+    assert guard["LAUNCH_ATTEMPT"] == guard["RUN_ATTEMPT"] == ATTEMPT
+    here = run(["make", "runner-here", "LAUNCH_ATTEMPT=1", "RUN_ATTEMPT=1"], cwd=project)
+    assert here.returncode == 0
+    rerun = run(
+        ["make", "runner-here", "LAUNCH_ATTEMPT=1", "RUN_ATTEMPT=2"], cwd=project, check=False
+    )
+    assert rerun.returncode != 0 and "use 'Re-run all jobs'" in rerun.stdout
+    runs_on = load(project / ".github/workflows/train.yml")["jobs"]["train"]["runs-on"]
+    assert "needs.launch-runner.outputs.attempt == github.run_attempt" in runs_on
+    assert "'ubuntu-latest'" in runs_on and "github.run_attempt }}" not in runs_on.split("&&")[1]
+
+
+@pytest.mark.parametrize(
+    ("gpu_runner", "remote", "auth"),
+    [
+        ("cloud-aws", "s3", "aws-actions/configure-aws-credentials"),
+        ("cloud-gcp", "gcs", "google-github-actions/auth"),
+        ("cloud-azure", "azure", "make azure-token"),
+    ],
+)
+def test_credentials_are_requested_again_right_before_push(
+    tmp_path: Path, plan: Plan, gpu_runner: str, remote: str, auth: str
+) -> None:
+    project = bake(tmp_path, project="push-plan", gpu_runner=gpu_runner, dvc_remote=remote)
+    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
+    order = []
+    for record in planned.records:
+        if record["job"] != "train":
+            continue
+        if record["kind"] == "action":
+            order.append(record["action"])
+        elif record["kind"] == "make":
+            order.append("make " + " ".join(record["args"]))
+    assert order.count(auth) == 2, order
+    assert order.index(auth) < order.index("make pull") < order.index("make gate")
+    assert order[order.index("make push") - 1] == auth, order
+    if remote == "s3":
+        fresh = [r for r in planned.actions(auth) if r["job"] == "train"][-1]
+        assert fresh["with"]["role-duration-seconds"] == "3600"
