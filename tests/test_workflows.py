@@ -302,12 +302,17 @@ CLOUDS = {
         "g4dn.xlarge",
         "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
         [
-            f"describe-instances --region us-east-1 --output text --query 'Reservations[].Instances[].InstanceId' --filters Name=tag:gh-run,Values={TAG}",
+            "describe-instances --region us-east-1 --output text "
+            "--query 'Reservations[].Instances[].InstanceId' "
+            f"--filters Name=tag:gh-run,Values={TAG}",
             "aws ec2 terminate-instances",
             "aws ec2 wait instance-terminated",
-            f"describe-key-pairs --region us-east-1 --output text --query 'KeyPairs[].KeyName' --filters Name=tag:gh-run,Values={TAG}",
+            f"describe-key-pairs --region us-east-1 --output text --query 'KeyPairs[].KeyName' "
+            f"--filters Name=tag:gh-run,Values={TAG}",
             "aws ec2 delete-key-pair",
-            f"describe-security-groups --region us-east-1 --output text --query 'SecurityGroups[].GroupId' --filters Name=tag:gh-run,Values={TAG}",
+            "describe-security-groups --region us-east-1 --output text "
+            "--query 'SecurityGroups[].GroupId' "
+            f"--filters Name=tag:gh-run,Values={TAG}",
             "aws ec2 delete-security-group",
         ],
     ),
