@@ -651,7 +651,7 @@ def test_required_check_is_green_only_when_training_and_the_gate_passed(
 def test_rerun_of_failed_jobs_never_waits_for_a_runner_that_will_not_come(
     tmp_path: Path, plan: Plan, cloud: str
 ) -> None:
-    """Attempt 2 without launch-runner: train leaves the cloud label and fails, saying what to do."""
+    """Attempt 2 without launch-runner: train leaves the cloud label and says what to do."""
     project = bake(tmp_path, project="rerun-plan", gpu_runner=f"cloud-{cloud}")
     planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
     guard = planned.make("train", "runner-here")["env"]
