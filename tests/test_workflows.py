@@ -533,7 +533,9 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     for name, run_ in runs.items():  # also the workflows added after ci.yml and train.yml
         assert "failure" not in run_.jobs.values(), f"{name}: {run_.jobs}\n{logs}"
     assert runs["ci.yml"].jobs == {"test": "success"}, logs
-    assert runs["train.yml"].jobs == {"train": "success", "comment": "success"}, logs
+    assert runs["train.yml"].jobs == dict.fromkeys(["train", "comment", "required"], "success")
+    # The required check ran for real and found training and the gate passed.
+    assert runs["train.yml"].make("required", "required-check")["rc"] == 0
 
     # Every run step of the executed workflows (and of the setup action) ran for real.
     ran = {" ".join(r["args"]) for r in makes}
