@@ -86,6 +86,7 @@ ALWAYS = {
     "tests/test_fast_path.py",
     "tests/test_model.py",
     "tests/test_promotion.py",
+    "tests/test_registry.py",
     "tests/test_properties.py",
     "tests/test_records.py",
     "tests/test_report.py",

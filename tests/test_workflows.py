@@ -696,3 +696,31 @@ def test_credentials_are_requested_again_right_before_push(
     if remote == "s3":
         fresh = [r for r in planned.actions(auth) if r["job"] == "train"][-1]
         assert fresh["with"]["role-duration-seconds"] == "3600"
+
+
+def test_empty_variables_fail_in_the_step_that_needs_them(tmp_path: Path, plan: Plan) -> None:
+    project = bake(tmp_path, project="vars-plan", gpu_runner="cloud-aws", mlflow_tracking="server")
+    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
+    # Before anything else: the launch checks its cloud variable, train its tracking server.
+    assert targets(planned, "launch-runner")[0] == "require"
+    assert planned.make("launch-runner", "require")["env"]["REQUIRED_VARS"] == "AWS_ROLE_ARN"
+    assert targets(planned, "train")[:2] == ["runner-here", "require"]
+    assert planned.make("train", "require")["env"]["REQUIRED_VARS"] == "MLFLOW_TRACKING_URI"
+
+    def make(*args: str, **env: str) -> tuple[int, str]:
+        result = run(["make", *args], cwd=project, env={**tool_env(VENV), **env}, check=False)
+        return result.returncode, (result.stdout + result.stderr).strip()
+
+    rc, said = make("require", "REQUIRED_VARS=MLFLOW_TRACKING_URI", MLFLOW_TRACKING_URI="")
+    assert rc != 0 and said.splitlines()[0] == (
+        "ERROR: MLFLOW_TRACKING_URI is empty: "
+        "set it in Settings > Secrets and variables > Actions > Variables"
+    )
+    assert (
+        make("require", "REQUIRED_VARS=AWS_ROLE_ARN", AWS_ROLE_ARN="arn:aws:iam::1:role/r")[0] == 0
+    )
+    rc, said = make("require", "REQUIRED_SECRETS=AZURE_CLIENT_SECRET", AZURE_CLIENT_SECRET="")
+    assert rc != 0 and said.splitlines()[0].endswith("Actions > Secrets"), said
+    # An empty registration token stops the launch before CML runs (CML=false would fail too).
+    rc, said = make("gpu-runner", "CML=false", REPO_TOKEN="")
+    assert rc != 0 and said.startswith("ERROR: REPO_TOKEN is empty: set the variable "), said
