@@ -14,7 +14,7 @@ WORKERS ?= 2
 
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help setup test test-fast demo docs lint benchmarks clean
+.PHONY: help setup test test-fast demo docs lint benchmarks clean pins
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ docs: setup ## build the documentation site into build/site
 
 benchmarks: setup ## measure; results go to docs/benchmarks.md
 	$(PY) benchmarks/run_all.py
+
+pins: setup ## move every action pin (templates/github.jinja, .github/workflows/ci.yml) to its newest release (needs network)
+	$(PY) tools/pins.py
 
 clean: ## remove the venv and build outputs
 	rm -rf $(VENV) build .pytest_cache

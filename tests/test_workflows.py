@@ -42,6 +42,10 @@ from bakery import ROOT, bake, run, tool_env
 from conftest import bake_ids
 
 VENV = Path(sys.prefix)  # the template's venv serves every bake
+sys.path.insert(0, str(ROOT / "tools"))
+import pins  # noqa: E402  (tools/pins.py: the pin table and `make pins`)
+
+PIN_TABLE = pins.read_table(pins.TABLE.read_text())
 PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
 SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
@@ -178,6 +182,11 @@ def test_actions_are_pinned_to_commits_with_their_version(bakes, bake_id: str) -
         for line in path.read_text().splitlines():
             if "uses:" in line and "@" in line:
                 assert PIN_COMMENT.search(line), f"{path.name}: no `# vX.Y.Z` after: {line}"
+                # Exactly the pin table's commit and tag (templates/github.jinja).
+                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                assert found, line
+                action, sha, tag = found.groups()
+                assert PIN_TABLE.get(action) == (sha, tag), f"{path.name}: {line} not in the table"
 
 
 @pytest.mark.parametrize("bake_id", bake_ids())
@@ -724,3 +733,34 @@ def test_empty_variables_fail_in_the_step_that_needs_them(tmp_path: Path, plan: 
     # An empty registration token stops the launch before CML runs (CML=false would fail too).
     rc, said = make("gpu-runner", "CML=false", REPO_TOKEN="")
     assert rc != 0 and said.startswith("ERROR: REPO_TOKEN is empty: set the variable "), said
+
+
+# --- the one pin table ---------------------------------------------------------------------
+
+RECORDED_LS_REMOTE = ROOT / "tests" / "data" / "ls-remote-create-github-app-token.txt"
+
+
+def test_template_ci_takes_its_pins_from_the_table() -> None:
+    text = (ROOT / ".github/workflows/ci.yml").read_text()
+    used = re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", text)
+    assert used and all(PIN_TABLE[action] == (sha, tag) for action, sha, tag in used), used
+    assert pins.rewrite_uses(text, PIN_TABLE) == text
+
+
+def test_make_pins_picks_the_newest_release_from_ls_remote() -> None:
+    """`git ls-remote --tags` of actions/create-github-app-token, recorded: floating v3 and
+    -beta tags are not releases; the newest vX.Y.Z is the table's pin."""
+    recorded = RECORDED_LS_REMOTE.read_text()
+    assert pins.newest_release(recorded) == PIN_TABLE["actions/create-github-app-token"]
+    # An annotated tag: the peeled line names the commit, whatever the order.
+    annotated = "a" * 40 + "\trefs/tags/v9.0.0\n" + "b" * 40 + "\trefs/tags/v9.0.0^{}\n"
+    assert pins.newest_release(recorded + annotated) == ("b" * 40, "v9.0.0")
+    assert pins.newest_release("c" * 40 + "\trefs/tags/v10.0.0\n" + annotated)[1] == "v10.0.0"
+    with pytest.raises(ValueError, match=r"no vX\.Y\.Z release tag"):
+        pins.newest_release("d" * 40 + "\trefs/tags/v3\n")
+    # The rewrite touches only the moved action's row.
+    text = pins.TABLE.read_text()
+    moved = {"actions/checkout": ("e" * 40, "v8.0.0")}
+    rewritten = pins.rewrite_table(text, moved)
+    assert pins.read_table(rewritten) == {**PIN_TABLE, **moved}
+    assert len(rewritten.splitlines()) == len(text.splitlines())
