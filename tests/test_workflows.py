@@ -398,6 +398,26 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert "--cloud-type=big" in argv and "--cloud-region=r1" in argv
     imaged = plan(project, variables={"CLOUD_IMAGE": "my/image"}, runners=runners)
     assert "--cloud-image=my/image" in imaged.argv("launch-runner", "gpu-runner")
+    # The runner-registration token: the GitHub App's when its client id is set, else the PAT.
+    assert not planned.actions("actions/create-github-app-token")
+    app = plan(project, variables={"RUNNER_APP_CLIENT_ID": "Iv1.abc"}, runners=runners)
+    [minted] = app.actions("actions/create-github-app-token")
+    assert minted["job"] == "launch-runner"
+    assert minted["with"]["client-id"] == "Iv1.abc"
+    assert minted["with"]["permission-administration"] == "write"
+    assert app.make("launch-runner", "gpu-runner")["env"]["REPO_TOKEN"] == "***"
+    # CML's analytics are off wherever make runs it (gpu-runner, comment).
+    shown = run(
+        [
+            "make",
+            "-s",
+            "--eval",
+            "show-tracking: ; @echo $$ITERATIVE_DO_NOT_TRACK",
+            "show-tracking",
+        ],
+        cwd=project,
+    )
+    assert shown.stdout.strip() == "1"
     # Training never found a runner here, and cleanup ran all the same.
     assert resized.jobs["train"] == "no-runner" and resized.jobs["cleanup"] == "success"
     # Forks never launch machines (and so get no cleanup either); ci.yml still tests them.
