@@ -194,12 +194,11 @@ class Batcher:
     def __init__(self, score: Callable[[list[Mapping[str, Any]]], np.ndarray], max_rows: int):
         self.score = score
         self.max_rows = max_rows
-        # One model thread for requests bigger than a batch: they run one at a time anyway, and
-        # OpenMP thread limits are per calling thread, so this one is limited once, at start.
+        # One model thread: batches run one at a time anyway, and OpenMP thread limits are
+        # per calling thread, so this one is limited once, when it starts.
         self.executor = ThreadPoolExecutor(1, "model", initializer=limit_model_threads)
         self.waiting: deque[tuple[Sequence[Mapping[str, Any]], asyncio.Future]] = deque()
         self.task: asyncio.Task | None = None
-        self.loop_limited = False
 
     async def __call__(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
@@ -207,24 +206,6 @@ class Batcher:
         if self.task is None:
             self.task = asyncio.create_task(self.drain())
         return await future
-
-    async def run(self, records: list[Mapping[str, Any]]) -> np.ndarray:
-        """Score a batch: on the event loop up to ``max_rows``, else on the model thread.
-
-        The drain task starts after the requests already read have queued, so batching still
-        happens; handing a small batch to a thread and back cost as much as scoring it (wrk,
-        one worker: about 1.1x the requests/s at concurrency 1 and 1.15x at 32 when scored
-        here). A single request bigger than a batch goes to the thread, so the loop keeps
-        answering health checks and metrics meanwhile.
-        """
-        if len(records) > self.max_rows:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.score, records
-            )
-        if not self.loop_limited:  # thread limits are per calling thread: this one, once
-            limit_model_threads()
-            self.loop_limited = True
-        return self.score(records)
 
     async def drain(self) -> None:
         try:
@@ -236,7 +217,11 @@ class Batcher:
                     rows += len(batch[-1][0])
                 records = [record for part, _ in batch for record in part]
                 try:
-                    scores = await self.run(records)
+                    # On the model thread, never on the event loop: a slow model must not stall
+                    # /readyz, /metrics or the next request's validation.
+                    scores = await asyncio.get_running_loop().run_in_executor(
+                        self.executor, self.score, records
+                    )
                 except Exception as error:  # the model failed: every waiting request learns why
                     for _, future in batch:
                         future.set_exception(error)
