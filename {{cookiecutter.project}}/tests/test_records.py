@@ -7,7 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 from bad_records import FIELDS, broken_records, valid_records
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import frames
 
@@ -54,6 +54,12 @@ def test_broken_cells_in_a_chunk_fail_only_their_row(case, size: int, data) -> N
     record, name, how = case
     if how in {"missing", "extra"}:
         return  # whole-column problems of files are handled before rows are checked
+    value = record.get(name)
+    # In a file a whole number read as a float (4.0) counts as an integer, by design: one empty
+    # cell turns a CSV integer column into floats. JSON records still reject it (test above).
+    kind = {field.name: field.kind for field in contract().fields}[name]
+    whole = isinstance(value, float) and value.is_integer()
+    assume(not (how == "wrong_type" and kind == "int" and whole))
     good = [data.draw(valid_records()) for _ in range(size)]
     at = data.draw(st.integers(0, size))
     chunk = pd.DataFrame([*good[:at], record, *good[at:]], columns=FIELDS)
