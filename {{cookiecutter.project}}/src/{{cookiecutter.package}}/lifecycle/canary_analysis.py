@@ -26,6 +26,8 @@ DURATION = "bentoml_service_request_duration_seconds"
 SCORES = "model_prediction_score"
 # Only the prediction routes count; probes and /metrics itself are not traffic.
 ENDPOINTS = frozenset({"/predict", "/predict_batch"})
+# Scores both sides together must have in a bucket before it is judged on its own.
+MIN_BIN_COUNT = 10
 # Pseudo-count added to every score bin before PSI (additive smoothing).
 SMOOTHING = 0.5
 
@@ -122,15 +124,40 @@ def bin_counts(cumulative: Counter) -> list[float]:
     return counts
 
 
+def pooled_bins(
+    reference: list[float], observed: list[float], minimum: float = MIN_BIN_COUNT
+) -> tuple[list[float], list[float]]:
+    """Adjacent buckets merged until each holds ``minimum`` scores of both sides together.
+
+    A step of a canary sees a few dozen scores spread over 20 buckets: most are nearly empty,
+    which inflates PSI and makes the chi-square test reject far more often than its level says.
+    Merging sparse neighbours (the usual rule of about five expected per cell) keeps both honest.
+    """
+    merged_ref, merged_obs, ref, obs = [], [], 0.0, 0.0
+    for a, b in zip(reference, observed, strict=True):
+        ref, obs = ref + a, obs + b
+        if ref + obs >= minimum:
+            merged_ref.append(ref)
+            merged_obs.append(obs)
+            ref, obs = 0.0, 0.0
+    if (ref or obs) and merged_ref:  # a sparse tail joins the last full bin
+        merged_ref[-1] += ref
+        merged_obs[-1] += obs
+    elif ref or obs:
+        merged_ref, merged_obs = [ref], [obs]
+    return merged_ref, merged_obs
+
+
 def psi(expected: Counter, actual: Counter) -> float | None:
     """Population stability index of ``actual`` against ``expected`` (same buckets).
 
-    Shares are smoothed by half a count per bin, so that an empty bin in a small sample adds
-    a bounded term instead of an infinite one.
+    Sparse buckets are pooled first (``pooled_bins``), and shares are smoothed by half a count
+    per bin, so that an empty bin in a small sample adds a bounded term instead of an infinite one.
     """
     reference, observed = bin_counts(expected), bin_counts(actual)
     if not sum(reference) or not sum(observed) or len(reference) != len(observed):
         return None
+    reference, observed = pooled_bins(reference, observed)
     bins = len(reference)
     e = [(count + SMOOTHING) / (sum(reference) + SMOOTHING * bins) for count in reference]
     o = [(count + SMOOTHING) / (sum(observed) + SMOOTHING * bins) for count in observed]
@@ -149,6 +176,7 @@ def shift_p_value(expected: Counter, actual: Counter) -> float | None:
     reference, observed = bin_counts(expected), bin_counts(actual)
     if len(reference) != len(observed):
         return None
+    reference, observed = pooled_bins(reference, observed)
     table = [(a, b) for a, b in zip(reference, observed, strict=True) if a + b > 0]
     if len(table) < 2 or not sum(a for a, _ in table) or not sum(b for _, b in table):
         return None
