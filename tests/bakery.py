@@ -116,8 +116,13 @@ def tool_env(venv: Path | None = None, extra: dict[str, str] | None = None) -> d
     """Environment with the venv's tools first on PATH and analytics off."""
     # Drop the outer make's state (`make test` runs us): a baked project's make must not
     # inherit its variables, jobserver or "Entering directory" lines.
+    # Likewise pytest's: a baked project's own pytest must not believe it is an xdist worker.
     inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
-    env = {key: value for key, value in os.environ.items() if key not in inherited}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in inherited and not key.startswith("PYTEST_")
+    }
     bin_dir = venv / "bin" if venv else Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,14 +63,21 @@ def one_model_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def trained(settings: Settings, splits: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory):
+def trained(
+    settings: Settings,
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+):
     """The model of params.yaml, trained once per test run.
 
     Under pytest-xdist each worker is its own session: the first to need the model trains and
     saves it, the others wait for it and load it (identical predictions; test_model.py checks
     the round trip), instead of training it again on a shared core.
     """
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+    # A worker of this run has `workerinput`; an environment variable alone may be inherited
+    # from an outer pytest, and its temporary folder's parent would then be shared by others.
+    if not hasattr(request.config, "workerinput"):
         return fit(settings, splits[0])
     shared = tmp_path_factory.getbasetemp().parent / "trained-model"
     with open(f"{shared}.lock", "w") as lock:
