@@ -767,6 +767,16 @@ def test_template_ci_takes_its_pins_from_the_table() -> None:
     assert pins.rewrite_uses(text, PIN_TABLE) == text
 
 
+def test_every_uses_line_of_the_template_is_a_full_pin_from_the_table() -> None:
+    """Unrendered files too: GitHub's pin audits and Dependabot read them as they are."""
+    for path in pins.pinned_files():
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*(- )?uses:", line) and "./" not in line:
+                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                assert found, f"{path.name}: {line.strip()}"
+                assert PIN_TABLE.get(found[1]) == (found[2], found[3]), f"{path.name}: {line}"
+
+
 def test_make_pins_picks_the_newest_release_from_ls_remote() -> None:
     """`git ls-remote --tags` of actions/create-github-app-token, recorded: floating v3 and
     -beta tags are not releases; the newest vX.Y.Z is the table's pin."""

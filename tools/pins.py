@@ -1,8 +1,10 @@
 """`make pins`: move every pinned action to its newest release, in the one pin table.
 
-The table is the `pins` dictionary in templates/github.jinja (one action per line); the generated
-workflows take their `uses:` from it, and the template's own .github/workflows/ci.yml is
-rewritten to the same pins. Each action's newest release tag (vX.Y.Z, no pre-releases) and its
+The table is the comment block of pins in templates/github.jinja (one action per line). Every
+`uses:` line is written out in full where it is used (the macros there, the generated workflows
+and local action, the template's own .github/workflows/ci.yml) so that GitHub, Dependabot and
+pin audits read real pins; this script rewrites the table and all of those lines together.
+Each action's newest release tag (vX.Y.Z, no pre-releases) and its
 commit come from `git ls-remote --tags https://github.com/<owner>/<repo>`: this needs network.
 """
 
@@ -16,6 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "templates" / "github.jinja"
 OWN_CI = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def pinned_files() -> list[Path]:
+    """Every file with `uses:` lines the table governs (the table's own file included)."""
+    generated = sorted((ROOT / "{{cookiecutter.project}}" / ".github").rglob("*.yml"))
+    return [TABLE, OWN_CI, *generated]
+
+
 ROW = re.compile(
     r'^(?P<indent>\s*)"(?P<action>[\w.-]+/[\w.-]+)": "(?P<sha>[0-9a-f]{40}) # (?P<tag>v[\d.]+)",$',
     re.MULTILINE,
@@ -82,7 +92,8 @@ def main() -> None:
         if pins[action] != (sha, tag):
             print(f"{action}: {tag} -> {pins[action][1]} ({pins[action][0]})")
     TABLE.write_text(rewrite_table(text, pins))
-    OWN_CI.write_text(rewrite_uses(OWN_CI.read_text(), pins))
+    for path in pinned_files():
+        path.write_text(rewrite_uses(path.read_text(), pins))
 
 
 if __name__ == "__main__":
