@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.lifecycle.canary import Server
 from {{ cookiecutter.package }}.lifecycle.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
 from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
 
@@ -353,12 +353,9 @@ def served(bare_project: Path, tmp_path_factory) -> Iterator[str]:
                 time.sleep(0.3)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # The server and its workers, which run in sessions of their own: one process-group
+        # signal would leave them behind.
+        Server("served", url, process).stop()
 
 
 def test_served_shifted_traffic_is_sampled_detected_and_dispatched(

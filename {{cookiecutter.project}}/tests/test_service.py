@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from bad_records import broken_records
 from hypothesis import HealthCheck, given, settings
 
 from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.lifecycle.canary import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -103,19 +103,16 @@ def server(tmp_path_factory, bento: str, bento_env: dict[str, str]) -> Iterator[
             env=bento_env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its workers share the group: one signal ends them all
+            start_new_session=True,  # signals meant for pytest do not reach it
         )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, log)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # The server and its workers, which run in sessions of their own: one process-group
+        # signal would leave them behind.
+        Server("bento", url, process).stop()
 
 
 @pytest.fixture(scope="session")
