@@ -159,12 +159,14 @@ def act(
     variables: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     keep_workspaces: Path | None = None,
+    attempt: str = ATTEMPT,
 ) -> ActRun:
     """Run one workflow of ``project`` (a git repository, see git_repository) with act, or
     with ``workflow=None`` every workflow the event triggers (their job ids must not clash).
 
     ``runners``: the runs-on labels this machine stands in for; a job asking for none of them
-    is not run, and its labels are reported in ``ActRun.labels``. ``scratch`` holds the event,
+    is not run, and its labels are reported in ``ActRun.labels``. ``attempt``: the run's
+    ``github.run_attempt`` (a re-run is attempt 2 and on). ``scratch`` holds the event,
     the record log, act's caches and the artifact store (shared by the jobs of one run).
     """
     scratch.mkdir(parents=True, exist_ok=True)
@@ -184,7 +186,7 @@ def act(
         "--log-prefix-job-id",
         "--remote-name", GITHUB_REMOTE,
         "--env", f"GITHUB_RUN_ID={RUN_ID}",
-        "--env", f"GITHUB_RUN_ATTEMPT={ATTEMPT}",
+        "--env", f"GITHUB_RUN_ATTEMPT={attempt}",
         "--env", "CML=cml",
         "--actor", event.actor,
     ]  # fmt: skip

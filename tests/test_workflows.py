@@ -50,8 +50,10 @@ PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
 SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
 SECRETS = {"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET, "GITHUB_TOKEN": SECRET}
-# The runner's label and cloud tag: the run id, the same in every attempt of the run.
+# The cloud tag of a run's machines: the run id, the same in every attempt of the run.
 TAG = RUN_ID
+# The label of the machine a cloud launch starts for the run's first attempt.
+LABEL = f"cml-gpu-{TAG}-{ATTEMPT}"
 CPU_TORCH = "https://download.pytorch.org/whl/cpu"
 # The Makefile's default CML; act runs give `CML=cml`, the recorder on PATH.
 CML = ["npx", "--yes", "@dvcorg/cml@0.20.6"]
@@ -114,10 +116,13 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
         event: Event | None = None,
         runners: tuple[str, ...] = ("ubuntu-latest",),
         variables: dict[str, str] | None = None,
+        attempt: str = ATTEMPT,
     ) -> ActRun:
         event = event or pull_request()
         rendering = rendering_key(project)[:16]
-        arguments = json.dumps([event.name, event.payload, event.actor, runners, variables or {}])
+        arguments = json.dumps(
+            [event.name, event.payload, event.actor, runners, variables or {}, attempt]
+        )
         key = f"{rendering}-{hashlib.sha256(arguments.encode()).hexdigest()[:16]}"
         if key not in done:
             checkout = root / rendering / project.name
@@ -134,6 +139,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
                 runners=runners,
                 variables=variables,
                 secrets=SECRETS,
+                attempt=attempt,
             )
             failed = [r for r in done[key].records if r["kind"] == "make" and r["rc"] != 0]
             assert not failed, f"make -n failed: {failed}\n{done[key].output[-4000:]}"
@@ -224,12 +230,15 @@ def test_jobs_have_timeouts_and_least_privilege(bakes, bake_id: str) -> None:
                 expected["contents"] = "write"
             if "make retrain-pr" in runs:  # retrain.yml's only writer: a branch and its PR
                 expected.update({"contents": "write", "pull-requests": "write"})
+            if "make runner-watch" in runs:  # reads the train job; cancels a runnerless run
+                expected["actions"] = "write"
             assert granted == expected, f"{where}: permissions {granted}, needs {expected}"
             # Credentials (OIDC, a writable token, any secret) only inside a named environment,
             # whose branch rules and cloud trust policies decide who may use them.
             holds = "secrets." in json.dumps(job) or "write" in {
                 granted.get("id-token"),
                 granted.get("contents"),
+                granted.get("actions"),
             }
             if holds:
                 assert isinstance(job.get("environment"), str), f"{where}: no environment"
@@ -277,7 +286,7 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
         else:
             launch = hosted.argv("launch-runner", "gpu-runner")
             label = next(arg.split("=", 1)[1] for arg in launch if arg.startswith("--labels="))
-            assert labels == ["self-hosted", label] and label == f"cml-gpu-{TAG}"
+            assert labels == ["self-hosted", label] and label == LABEL
         planned = plan(project, runners=("ubuntu-latest", labels[-1]))
         assert planned.jobs["train"] == "success" and planned.jobs["comment"] == "success"
         if gpu_runner.startswith("cloud-"):
@@ -358,7 +367,7 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     project = bake(tmp_path, project="cloud-plan", gpu_runner=f"cloud-{cloud}")
     region, machine, image, cleanup_commands = CLOUDS[cloud]
     assert re.fullmatch(IMAGE_SYNTAX[cloud], image)
-    runners = ("ubuntu-latest", f"cml-gpu-{TAG}")
+    runners = ("ubuntu-latest", LABEL)
     planned = plan(project, runners=runners)
     jobs = ["test", "launch-runner", "train", "comment", "cleanup", "required"]
     assert planned.jobs == dict.fromkeys(jobs, "success")
@@ -374,10 +383,9 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
         f"--cloud-image={image}",
         "--cloud-spot",
         "--single",
-        "--reuse-idle",
         "--idle-timeout=600",
-        f"--labels=cml-gpu-{TAG}",
-        f"--name=cml-gpu-{TAG}",
+        f"--labels={LABEL}",
+        f"--name={LABEL}",
         f"--cloud-metadata=gh-run={TAG}",
     ]
     # The registration token reaches the step (masked in the record), never its command line.
@@ -406,6 +414,17 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert minted["with"]["client-id"] == "Iv1.abc"
     assert minted["with"]["permission-administration"] == "write"
     assert app.make("launch-runner", "gpu-runner")["env"]["REPO_TOKEN"] == "***"
+    # Revoked right after the launch, not when the job (which then watches training) ends.
+    assert minted["with"]["skip-token-revoke"] == "true"
+    assert targets(app, "launch-runner")[-3:] == [
+        "gpu-runner",
+        "runner-token-revoke",
+        "runner-watch",
+    ]
+    revoke = app.make("launch-runner", "runner-token-revoke")
+    assert revoke["env"]["REPO_TOKEN"] == "***"  # the App's token, masked in the record
+    assert "gh api --method DELETE /installation/token" in revoke["plan"]
+    assert not planned.makes("launch-runner", "runner-token-revoke")  # a PAT is not revoked
     # CML's analytics are off wherever make runs it (gpu-runner, comment).
     shown = run(
         [
@@ -648,7 +667,7 @@ def test_required_check_is_green_only_when_training_and_the_gate_passed(
     tmp_path: Path, plan: Plan, gpu_runner: str
 ) -> None:
     project = bake(tmp_path, project="required-plan", gpu_runner=gpu_runner)
-    gpu = {"none": (), "self-hosted": ("self-hosted", "gpu")}.get(gpu_runner, (f"cml-gpu-{TAG}",))
+    gpu = {"none": (), "self-hosted": ("self-hosted", "gpu")}.get(gpu_runner, (LABEL,))
     runners = ("ubuntu-latest", *gpu)
     trained = plan(project, runners=runners)
     assert trained.jobs["train"] == "success" and trained.jobs["required"] == "success"
@@ -679,23 +698,81 @@ def test_required_check_is_green_only_when_training_and_the_gate_passed(
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
-def test_rerun_of_failed_jobs_never_waits_for_a_runner_that_will_not_come(
+def test_rerun_of_failed_jobs_launches_a_runner_for_its_attempt(
     tmp_path: Path, plan: Plan, cloud: str
 ) -> None:
-    """Attempt 2 without launch-runner: train leaves the cloud label and says what to do."""
+    """ "Re-run failed jobs" repeats failed jobs and what needs them. Train needs no launch
+    (it is queued beside it), and the launch job ends with train's result (runner-watch, run
+    for real in the next test), so a failed train always brings its launch along: attempt 2
+    launches a machine of its own, and its train takes only that one."""
     project = bake(tmp_path, project="rerun-plan", gpu_runner=f"cloud-{cloud}")
-    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
-    guard = planned.make("train", "runner-here")["env"]
-    assert guard["LAUNCH_ATTEMPT"] == guard["RUN_ATTEMPT"] == ATTEMPT
-    here = run(["make", "runner-here", "LAUNCH_ATTEMPT=1", "RUN_ATTEMPT=1"], cwd=project)
-    assert here.returncode == 0
-    rerun = run(
-        ["make", "runner-here", "LAUNCH_ATTEMPT=1", "RUN_ATTEMPT=2"], cwd=project, check=False
+    train = load(project / ".github/workflows/train.yml")["jobs"]["train"]
+    assert "needs" not in train
+    second = f"cml-gpu-{TAG}-2"
+    rerun = plan(project, runners=("ubuntu-latest", second), attempt="2")
+    assert rerun.jobs["launch-runner"] == rerun.jobs["train"] == "success"
+    launch = rerun.argv("launch-runner", "gpu-runner")
+    assert f"--labels={second}" in launch and f"--cloud-metadata=gh-run={TAG}" in launch
+    watch = rerun.make("launch-runner", "runner-watch")["env"]
+    assert watch["RUN_ATTEMPT"] == "2" and watch["RUNNER_TAG"] == TAG
+    assert watch["LAUNCHED"] == "success" and watch["TRAIN_JOB"] == train["name"]
+    assert targets(rerun, "launch-runner")[-2:] == ["gpu-runner", "runner-watch"]
+    # The first attempt's machine (label ...-1) is never taken by attempt 2's train.
+    stale = plan(project, runners=("ubuntu-latest", LABEL), attempt="2")
+    assert stale.jobs["train"] == "no-runner" and stale.labels["train"] == ["self-hosted", second]
+    # Cleanup still finds every machine of the run: by the run id, whatever the attempt.
+    cleanup = rerun.make("cleanup", "gpu-runner-cleanup")
+    assert cleanup["env"]["RUNNER_TAG"] == TAG and "gh-run" in cleanup["plan"]
+
+
+def test_runner_watch_ends_with_train_or_cancels_a_run_no_runner_will_come(
+    tmp_path: Path,
+) -> None:
+    """make runner-watch for real, against a `gh` that answers the job states GitHub would."""
+    project = bake(tmp_path, project="watch", gpu_runner="cloud-aws")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    gh = tools / "gh"
+    gh.write_text(
+        "#!/usr/bin/env bash\n"
+        'printf \'%s\\n\' "$*" >>"$GH_CALLS"\n'
+        'if [ "$1 $2" = "run view" ]; then head -n 1 "$GH_STATES"; sed -i 1d "$GH_STATES"; fi\n'
     )
-    assert rerun.returncode != 0 and "use 'Re-run all jobs'" in rerun.stdout
-    runs_on = load(project / ".github/workflows/train.yml")["jobs"]["train"]["runs-on"]
-    assert "needs.launch-runner.outputs.attempt == github.run_attempt" in runs_on
-    assert "'ubuntu-latest'" in runs_on and "github.run_attempt }}" not in runs_on.split("&&")[1]
+    gh.chmod(0o755)
+
+    def watch(
+        states: list[str], launched: str = "success", pickup: int = 30
+    ) -> tuple[int, str, list[str]]:
+        (tmp_path / "states").write_text("".join(f"{state}\n" for state in states))
+        calls = tmp_path / "calls"
+        calls.write_text("")
+        env = {
+            **tool_env(VENV),
+            "PATH": f"{tools}:{tool_env(VENV)['PATH']}",
+            "GH_STATES": str(tmp_path / "states"),
+            "GH_CALLS": str(calls),
+        }
+        variables = [f"LAUNCHED={launched}", "TRAIN_JOB=train and gate", f"RUNNER_TAG={TAG}"]
+        variables += ["RUN_ATTEMPT=2", "WATCH_INTERVAL=0", f"RUNNER_PICKUP_TIMEOUT={pickup}"]
+        result = run(["make", "runner-watch", *variables], cwd=project, env=env, check=False)
+        return result.returncode, result.stdout.strip(), calls.read_text().splitlines()
+
+    view = f"run view {TAG} --attempt 2 --json jobs --jq "
+    view += '.jobs[] | select(.name == "train and gate") | "\\(.status) \\(.conclusion)"'
+    # Queued, picked up, then failed: the launch job fails with it (and so is re-run with it).
+    rc, said, calls = watch(["queued ", "in_progress ", "completed failure"])
+    assert rc != 0 and said.splitlines()[-1].startswith("ERROR: train and gate: failure."), said
+    assert calls == [view] * 3
+    rc, said, calls = watch(["", "in_progress ", "completed success"])
+    assert (rc, said.splitlines()[-1]) == (0, "train and gate: success")
+    # No machine: the run is cancelled at once instead of leaving train queued for 24 hours.
+    rc, said, calls = watch([], launched="failure")
+    assert rc != 0 and calls == [f"run cancel {TAG}"]
+    assert said.startswith("ERROR: no runner was launched (make gpu-runner: failure)"), said
+    # A machine that never picks up training: cancelled after RUNNER_PICKUP_TIMEOUT.
+    rc, said, calls = watch(["queued "], pickup=1)
+    assert rc != 0 and calls[-1] == f"run cancel {TAG}" and calls[:-1] == [view] * len(calls[:-1])
+    assert said.startswith("ERROR: no runner picked up 'train and gate' within 1 s"), said
 
 
 @pytest.mark.parametrize(
@@ -710,7 +787,7 @@ def test_credentials_are_requested_again_right_before_push(
     tmp_path: Path, plan: Plan, gpu_runner: str, remote: str, auth: str
 ) -> None:
     project = bake(tmp_path, project="push-plan", gpu_runner=gpu_runner, dvc_remote=remote)
-    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
+    planned = plan(project, runners=("ubuntu-latest", LABEL))
     order = []
     for record in planned.records:
         if record["job"] != "train":
@@ -729,11 +806,11 @@ def test_credentials_are_requested_again_right_before_push(
 
 def test_empty_variables_fail_in_the_step_that_needs_them(tmp_path: Path, plan: Plan) -> None:
     project = bake(tmp_path, project="vars-plan", gpu_runner="cloud-aws", mlflow_tracking="server")
-    planned = plan(project, runners=("ubuntu-latest", f"cml-gpu-{TAG}"))
+    planned = plan(project, runners=("ubuntu-latest", LABEL))
     # Before anything else: the launch checks its cloud variable, train its tracking server.
     assert targets(planned, "launch-runner")[0] == "require"
     assert planned.make("launch-runner", "require")["env"]["REQUIRED_VARS"] == "AWS_ROLE_ARN"
-    assert targets(planned, "train")[:2] == ["runner-here", "require"]
+    assert targets(planned, "train")[0] == "require"
     assert planned.make("train", "require")["env"]["REQUIRED_VARS"] == "MLFLOW_TRACKING_URI"
 
     def make(*args: str, **env: str) -> tuple[int, str]:

@@ -33,19 +33,41 @@ CLOUD_GPU := $(or $(CLOUD_GPU),nvidia-tesla-t4)
 CLOUD_SPOT := $(or $(CLOUD_SPOT),true)
 # Seconds a runner may wait for its job before it shuts itself down.
 RUNNER_IDLE_TIMEOUT := $(or $(RUNNER_IDLE_TIMEOUT),600)
-# One tag per workflow run (the run id, the same in every attempt): the runner's label, name and
-# cloud tag, so a re-run finds its runner and cleanup finds every machine of the run.
+# One tag per workflow run (the run id, the same in every attempt): the machines' cloud tag, so
+# cleanup finds every machine of the run. The runner's label and name add the attempt: each
+# attempt's train job waits for the machine its own launch-runner started.
 RUNNER_TAG := $(or $(RUNNER_TAG),manual)
-RUNNER_LABELS := cml-gpu-$(RUNNER_TAG)
+RUN_ATTEMPT := $(or $(RUN_ATTEMPT),1)
+RUNNER_LABELS := cml-gpu-$(RUNNER_TAG)-$(RUN_ATTEMPT)
+# Seconds the machine gets to boot, register and pick up train before runner-watch cancels the
+# run (a queued job would wait 24 hours), and seconds between two looks at the train job.
+RUNNER_PICKUP_TIMEOUT := $(or $(RUNNER_PICKUP_TIMEOUT),1200)
+WATCH_INTERVAL := $(or $(WATCH_INTERVAL),30)
 
 .PHONY: gpu-runner
-gpu-runner: ## launch a single-use cloud GPU runner labelled cml-gpu-RUNNER_TAG (needs REPO_TOKEN)
+gpu-runner: ## launch a single-use cloud GPU runner labelled cml-gpu-RUNNER_TAG-RUN_ATTEMPT (needs REPO_TOKEN)
 	@[ -n "$${REPO_TOKEN:-}" ] || { echo "ERROR: REPO_TOKEN is empty: set the variable RUNNER_APP_CLIENT_ID and the secret RUNNER_APP_PRIVATE_KEY (GitHub App), or the secret PERSONAL_ACCESS_TOKEN, in Settings > Secrets and variables > Actions"; exit 1; }
-	$(CML) runner launch --cloud=$(CLOUD) --cloud-region=$(CLOUD_REGION) --cloud-type=$(CLOUD_TYPE) --cloud-gpu=$(CLOUD_GPU) '--cloud-image=$(CLOUD_IMAGE)' $(if $(filter true,$(CLOUD_SPOT)),--cloud-spot) --single --reuse-idle --idle-timeout=$(RUNNER_IDLE_TIMEOUT) --labels=$(RUNNER_LABELS) --name=$(RUNNER_LABELS) --cloud-metadata=gh-run=$(RUNNER_TAG)
+	$(CML) runner launch --cloud=$(CLOUD) --cloud-region=$(CLOUD_REGION) --cloud-type=$(CLOUD_TYPE) --cloud-gpu=$(CLOUD_GPU) '--cloud-image=$(CLOUD_IMAGE)' $(if $(filter true,$(CLOUD_SPOT)),--cloud-spot) --single --idle-timeout=$(RUNNER_IDLE_TIMEOUT) --labels=$(RUNNER_LABELS) --name=$(RUNNER_LABELS) --cloud-metadata=gh-run=$(RUNNER_TAG)
 
-.PHONY: runner-here
-runner-here: ## fail when launch-runner did not run in this attempt (train.yml: LAUNCH_ATTEMPT, RUN_ATTEMPT)
-	@[ "$(LAUNCH_ATTEMPT)" = "$(RUN_ATTEMPT)" ] || { echo "ERROR: 'Re-run failed jobs' does not repeat launch-runner, so no GPU runner exists for attempt $(RUN_ATTEMPT): use 'Re-run all jobs' (the launch reuses an idle runner of this run)"; exit 1; }
+.PHONY: runner-token-revoke
+runner-token-revoke: ## revoke the GitHub App installation token in REPO_TOKEN (the runner has registered)
+	GH_TOKEN="$$REPO_TOKEN" gh api --method DELETE /installation/token
+
+.PHONY: runner-watch
+runner-watch: ## end with the result of train.yml's TRAIN_JOB in attempt RUN_ATTEMPT (gh; LAUNCHED: the launch's outcome)
+	@cancel() { echo "ERROR: $$1: cancelling run $(RUNNER_TAG), or '$(TRAIN_JOB)' would wait 24 hours for a runner"; gh run cancel $(RUNNER_TAG) || true; exit 1; }; \
+	[ "$(LAUNCHED)" = success ] || cancel "no runner was launched (make gpu-runner: $(or $(LAUNCHED),skipped))"; \
+	give_up=$$(( $$(date +%s) + $(RUNNER_PICKUP_TIMEOUT) )); \
+	while :; do \
+	  state="$$(gh run view $(RUNNER_TAG) --attempt $(RUN_ATTEMPT) --json jobs --jq '.jobs[] | select(.name == "$(TRAIN_JOB)") | "\(.status) \(.conclusion)"')" || state="unknown (gh failed)"; \
+	  case "$$state" in \
+	    "completed success") echo "$(TRAIN_JOB): success"; exit 0 ;; \
+	    completed*) echo "ERROR: $(TRAIN_JOB): $${state#completed }. This job fails with it, so 'Re-run failed jobs' repeats both, with a fresh runner"; exit 1 ;; \
+	    in_progress*) ;; \
+	    *) [ "$$(date +%s)" -lt "$$give_up" ] || cancel "no runner picked up '$(TRAIN_JOB)' within $(RUNNER_PICKUP_TIMEOUT) s (label $(RUNNER_LABELS); the machine's boot log is in the cloud console)" ;; \
+	  esac; \
+	  sleep $(WATCH_INTERVAL); \
+	done
 
 .PHONY: gpu-runner-cleanup
 gpu-runner-cleanup: ## delete everything the launches of run RUNNER_TAG created (cloud tag gh-run)
