@@ -341,7 +341,9 @@ CLOUDS = {
         [
             f"gcloud compute instances list --filter=labels.gh-run={TAG}",
             "gcloud compute instances delete",
-            'gcloud compute firewall-rules delete "$name-ingress" "$name-egress"',
+            # Firewall rules have no labels: found by the machine name's prefix (run id).
+            f"gcloud compute firewall-rules list --filter='name ~ ^cml-cml-gpu-{TAG}-'",
+            "gcloud compute firewall-rules delete --quiet",
         ],
     ),
     "azure": (
