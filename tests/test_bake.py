@@ -198,6 +198,9 @@ def test_options_reach_the_files_that_use_them(baked) -> None:
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     for option, value in answers.items():
         assert recorded[option] == value
+    # The answers travel with the repository; the baking machine's paths do not.
+    assert not {"_output_dir", "_repo_dir"} & recorded.keys()
+    assert str(project.parent) not in (project / ".cookiecutter.json").read_text()
     assert params["train"]["model"] == recorded["model"]
     remote = (project / ".dvc" / "config").read_text()
     scheme = {"local": "../../", "s3": "s3://", "gcs": "gs://", "azure": "azure://"}
