@@ -119,19 +119,16 @@ def run_monitor(settings, tmp_path, trained, splits, **options):
     )
 
 
+def to_github(github: GitHub) -> dict[str, str]:
+    """monitor's options that send its dispatch to the local stand-in for the GitHub API."""
+    return {"repository": "acme/churn", "api_url": github.url, "token": TOKEN}
+
+
 def test_shifted_traffic_sends_one_well_formed_dispatch(
     github, settings, tmp_path, trained, splits
 ) -> None:
     serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
-    outcome = run_monitor(
-        settings,
-        tmp_path,
-        trained,
-        splits,
-        repository="acme/churn",
-        api_url=github.url,
-        token=TOKEN,
-    )
+    outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "drift" and outcome.sent and outcome.exit_code == DRIFT_EXIT_CODE
     [request] = github.requests
     assert request["method"] == "POST" and request["path"] == "/repos/acme/churn/dispatches"
@@ -155,15 +152,7 @@ def test_shifted_traffic_sends_one_well_formed_dispatch(
 
 def test_a_window_without_drift_sends_nothing(github, settings, tmp_path, trained, splits) -> None:
     serve_samples(tmp_path / "samples", trained, splits[1])
-    outcome = run_monitor(
-        settings,
-        tmp_path,
-        trained,
-        splits,
-        repository="acme/churn",
-        api_url=github.url,
-        token=TOKEN,
-    )
+    outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "no_drift", outcome.record["drift"]["drifted_columns"]
     assert outcome.exit_code == 0 and outcome.dispatch is None
     assert github.requests == []
@@ -172,15 +161,7 @@ def test_a_window_without_drift_sends_nothing(github, settings, tmp_path, traine
 
 def test_too_few_samples_are_not_judged(github, settings, tmp_path, trained, splits) -> None:
     serve_samples(tmp_path / "samples", trained, shifted(splits[1]).head(5))
-    outcome = run_monitor(
-        settings,
-        tmp_path,
-        trained,
-        splits,
-        repository="acme/churn",
-        api_url=github.url,
-        token=TOKEN,
-    )
+    outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "too_few_samples" and outcome.exit_code == 0
     assert "drift.min_rows" in outcome.record["reason"] and github.requests == []
 
@@ -206,15 +187,7 @@ def test_a_refused_dispatch_is_one_clear_error_and_recorded(
     github.status = 403
     serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
     with pytest.raises(MonitorError, match=r"403.*Contents read and write"):
-        run_monitor(
-            settings,
-            tmp_path,
-            trained,
-            splits,
-            repository="acme/churn",
-            api_url=github.url,
-            token=TOKEN,
-        )
+        run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     record = json.loads((tmp_path / "monitor.json").read_text())
     assert record["dispatch"]["sent"] is False
     assert "403" in record["dispatch"]["error"]
