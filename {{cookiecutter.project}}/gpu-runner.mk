@@ -80,8 +80,9 @@ gpu-runner-cleanup: ## delete everything the launches of run RUNNER_TAG created 
 	for group in $$(aws ec2 describe-security-groups --region $(CLOUD_REGION) --output text --query 'SecurityGroups[].GroupId' --filters Name=tag:gh-run,Values=$(RUNNER_TAG)); do aws ec2 delete-security-group --region $(CLOUD_REGION) --group-id "$$group" || echo "security group $$group is still in use"; done
 {%- elif cloud == 'gcp' %}
 	@# Firewall rules carry no labels: the provider names them after the machine, whose name is
-	@# cml-<runner name>-<random>, so they are found by the runner name's prefix, also when their
-	@# machine is already gone (iterative/gcp/provider.go, iterative/utils/helpers.go SetId).
+	@# cml-<runner name>-<random> (CML passes --name to it: src/terraform.js in iterative/cml), so
+	@# they are found by the runner name's prefix, also when their machine is already gone
+	@# (iterative/gcp/provider.go and iterative/utils/helpers.go SetId in terraform-provider-iterative).
 	gcloud compute instances list --filter=labels.gh-run=$(RUNNER_TAG) --format='value(name,zone.basename())' | \
 	while read -r name zone; do gcloud compute instances delete "$$name" --zone="$$zone" --quiet </dev/null; done
 	gcloud compute firewall-rules list --filter='name ~ ^cml-cml-gpu-$(RUNNER_TAG)-' --format='value(name)' | xargs --no-run-if-empty gcloud compute firewall-rules delete --quiet
