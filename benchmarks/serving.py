@@ -6,8 +6,9 @@ Measures, in one run on this machine:
   model behind a plain FastAPI + uvicorn endpoint, the baseline a user would write, with the
   same thread settings as ours (one OpenMP/BLAS thread, like SERVE_MODEL_THREADS=1); and for a
   BentoML endpoint that returns a constant: the HTTP floor of one worker;
-- in process: one record through our path (contract check + features + classifier) against the
-  classifier alone on a ready NumPy row, and the DataFrame path a user would write;
+- in process: one record through our path (contract check + features + compiled trees) against
+  the classifier alone on a ready NumPy row, the compiled trees alone on that row, and the
+  DataFrame path a user would write;
 - validation overhead per single-row request: the compiled contract vs pandera;
 - batch prediction of 1M rows (Parquet in and out) against raw predict_proba on the same rows
   held in memory: rows/s and peak RSS.
@@ -102,6 +103,7 @@ from {pkg}.contract.records import contract
 from {pkg}.contract.schema import validate
 from {pkg}.modeling.features import build_features
 from {pkg}.modeling.model import load_model
+from {pkg}.modeling.trees import compile_trees
 
 threadpool_limits(1)  # as the service's model thread (SERVE_MODEL_THREADS=1)
 model = load_model(Path("bench/model"))
@@ -123,6 +125,8 @@ def per_call(function, seconds=3.0):
 
 model.predict_records([record])  # compile the record features once, as the service does
 classifier_alone = per_call(lambda: classifier.predict_proba(row))
+trees = compile_trees(classifier)
+compiled = per_call(lambda: trees.predict_proba(row))
 ours = per_call(lambda: (checker.check_record(record), model.predict_records([record])))
 floor = per_call(lambda: model.predict_proba(pd.DataFrame([record])))
 fast = per_call(lambda: checker.check_record(record), 1.0)
@@ -130,8 +134,8 @@ typed = per_call(lambda: checker.to_frame([record]), 1.0)
 plain = per_call(lambda: pd.DataFrame([record]), 1.0)
 frame = checker.to_frame([record])
 slow = per_call(lambda: validate(frame), 2.0)
-print(json.dumps(dict(classifier=classifier_alone, ours=ours, floor=floor, fast=fast,
-                      typed=typed, plain=plain, pandera=slow)))
+print(json.dumps(dict(classifier=classifier_alone, compiled=compiled, ours=ours, floor=floor,
+                      fast=fast, typed=typed, plain=plain, pandera=slow)))
 """
 
 RAW_BATCH = """
@@ -450,7 +454,13 @@ def main() -> int:
                         f"{alone_rate:.0f}",
                     ],
                     [
-                        "ours: check_record + predict_records (features without pandas)",
+                        "the classifier compiled (modeling/trees.py), the same row",
+                        f"{inproc['compiled'][0] * 1e3:.3f}",
+                        f"{inproc['compiled'][1]:.0f}",
+                    ],
+                    [
+                        "ours: check_record + predict_records (features without pandas, "
+                        "compiled trees)",
                         f"{ours_p50 * 1e3:.3f}",
                         f"{ours_rate:.0f}",
                     ],

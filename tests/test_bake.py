@@ -60,6 +60,7 @@ ALWAYS = {
     "src/{package}/modeling/metrics.py",
     "src/{package}/modeling/model.py",
     "src/{package}/modeling/plots.py",
+    "src/{package}/modeling/trees.py",
     "src/{package}/pipeline/__init__.py",
     "src/{package}/pipeline/evaluate.py",
     "src/{package}/pipeline/explain.py",
@@ -78,6 +79,7 @@ ALWAYS = {
     "tests/strategies.py",
     "tests/test_architecture.py",
     "tests/test_batch.py",
+    "tests/test_batcher.py",
     "tests/test_canary.py",
     "tests/test_canary_analysis.py",
     "tests/test_cli.py",
@@ -92,6 +94,7 @@ ALWAYS = {
     "tests/test_report.py",
     "tests/test_schema.py",
     "tests/test_service.py",
+    "tests/test_trees.py",
     # monitoring (issue 11): sampler, monitor, alert rules and dashboard
     "deploy/monitoring/alerts.test.yml",
     "deploy/monitoring/alerts.yml",

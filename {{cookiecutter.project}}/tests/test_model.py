@@ -13,7 +13,7 @@ from {{ cookiecutter.package }}.contract.schema import FEATURES, ModelInput, inp
 from {{ cookiecutter.package }}.data import labels
 from {{ cookiecutter.package }}.modeling.features import build_features
 from {{ cookiecutter.package }}.modeling.metrics import compute
-from {{ cookiecutter.package }}.modeling.model import load_model
+from {{ cookiecutter.package }}.modeling.model import COMPILED_MAX_ROWS, load_model
 from {{ cookiecutter.package }}.pipeline.evaluate import score
 from {{ cookiecutter.package }}.pipeline.train import fit
 
@@ -71,7 +71,8 @@ def test_service_batch_and_training_paths_give_the_same_probabilities(
     """The skew test across code paths, for the family this project trains.
 
     Training and evaluation score a validated frame; batch prediction a checked file chunk; the
-    service JSON records without a DataFrame (modeling/fast.py), alone or batched together.
+    service JSON records without a DataFrame (modeling/fast.py), alone or batched together, on
+    the compiled trees (modeling/trees.py) up to COMPILED_MAX_ROWS and the classifier beyond.
     """
     training = trained.predict_proba(inputs(frame))
     threshold = settings.evaluate.threshold
@@ -80,6 +81,9 @@ def test_service_batch_and_training_paths_give_the_same_probabilities(
         "batch": trained.predict_proba(contract().check_frame(frame).frame),
         "records together": trained.predict_records(records),
         "one record at a time": np.vstack([trained.predict_records([r]) for r in records]),
+        "past the compiled-tree limit": trained.predict_records(
+            records * (COMPILED_MAX_ROWS // len(records) + 1)
+        )[: len(records)],
     }
     for name, probabilities in paths.items():
         np.testing.assert_allclose(probabilities, training, rtol=0, atol=1e-9, err_msg=name)

@@ -19,10 +19,17 @@ from sklearn.pipeline import Pipeline
 
 from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
+from {{ cookiecutter.package }}.modeling.trees import CompiledTrees, compile_trees
 
 META_FILE = "meta.json"
 # Per-epoch losses, written by families that train in epochs; the register stage logs them.
 HISTORY_FILE = "history.json"
+# Up to this many records, predict_records evaluates the compiled trees (modeling/trees.py);
+# beyond, the classifier's own predict_proba. The compiled trees decide every node for every
+# row, so their cost grows with rows x nodes, while the classifier's is mostly a fixed cost per
+# call and per tree: on the default model (79 trees, 2,291 nodes) 1 row took 0.025 ms against
+# 0.53 ms, 32 rows 0.37 ms against 0.57 ms, and 64 rows 0.71 ms against 0.63 ms.
+COMPILED_MAX_ROWS = 32
 FAMILIES = "{{ 'sklearn, torch' if cookiecutter.model == 'torch' else 'sklearn' }}"
 
 
@@ -53,6 +60,7 @@ class SklearnModel:
             ]
         )
         self._rows: Callable[[Sequence[Mapping[str, Any]]], np.ndarray] | None = None
+        self._trees: CompiledTrees | None = None
 
     def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> SklearnModel:
         self.pipeline.fit(build_features(frame), labels)
@@ -67,11 +75,17 @@ class SklearnModel:
         """``predict_proba`` for contract-valid JSON records, without building a DataFrame.
 
         The service's path: the same probabilities as ``predict_proba`` on the records' frame
-        (tests/test_model.py), at a fraction of the cost for one record (modeling/fast.py).
+        (tests/test_model.py), at a fraction of the cost for one record: features without
+        pandas (modeling/fast.py), and for a few records the trees as NumPy arrays
+        (modeling/trees.py) where the classifier allows it.
         """
         if self._rows is None:
             self._rows = record_features(self.pipeline[0])
-        return self.pipeline[-1].predict_proba(self._rows(records))
+            self._trees = compile_trees(self.pipeline[-1])
+        rows = self._rows(records)
+        if self._trees is not None and len(rows) <= COMPILED_MAX_ROWS:
+            return self._trees.predict_proba(rows)
+        return self.pipeline[-1].predict_proba(rows)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
