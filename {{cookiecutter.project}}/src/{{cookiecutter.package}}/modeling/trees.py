@@ -26,7 +26,11 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+
+try:  # scikit-learn's private node layout: a release that moves it keeps the classifier's path
+    from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+except ImportError:  # pragma: no cover - depends on the installed scikit-learn
+    PREDICTOR_RECORD_DTYPE = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class CompiledTrees:
 
 def compile_trees(classifier: Any) -> CompiledTrees | None:
     """The fitted ``classifier`` compiled; None when it is anything this cannot evaluate."""
-    if not isinstance(classifier, HistGradientBoostingClassifier):
+    if PREDICTOR_RECORD_DTYPE is None or not isinstance(classifier, HistGradientBoostingClassifier):
         return None
     predictors = getattr(classifier, "_predictors", None)
     baseline = np.asarray(getattr(classifier, "_baseline_prediction", np.empty(0)))
