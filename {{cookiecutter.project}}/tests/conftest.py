@@ -43,19 +43,21 @@ def splits(settings: Settings, clean_frame: pd.DataFrame) -> tuple[pd.DataFrame,
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow (a real bento build and server) first, in their files' order.
+    """Tests that build and serve a bento, or are marked slow, first, in their files' order.
 
-    Under `make test` (xdist, one file per worker at a time) the slowest file then starts at
-    once on one worker while the others share the rest, instead of running alone at the end.
+    Under xdist (one file per worker at a time) the slowest file then starts at once on one
+    worker while the others share the rest, instead of running alone at the end.
     """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(
+        key=lambda item: "server" not in item.fixturenames and not item.get_closest_marker("slow")
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
 def one_model_thread() -> Iterator[None]:
     """One OpenMP/BLAS thread per test process, as the service runs its model.
 
-    `make test` already runs one worker per core; a thread team per worker oversubscribes the
+    `make test` runs one worker per core; a thread team per worker oversubscribes the
     cores, and on a busy machine a single-row prediction then waits for a core per thread.
     """
     with threadpool_limits(1):
