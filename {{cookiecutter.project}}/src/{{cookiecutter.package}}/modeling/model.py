@@ -21,8 +21,6 @@ from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
 
 META_FILE = "meta.json"
-# Per-epoch losses, written by families that train in epochs; the register stage logs them.
-HISTORY_FILE = "history.json"
 FAMILIES = "{{ 'sklearn, torch' if cookiecutter.model == 'torch' else 'sklearn' }}"
 
 
