@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings as hypothesis_settings
 from threadpoolctl import threadpool_limits
 
 from {{ cookiecutter.package }}.config import Settings, load_settings
@@ -17,6 +18,10 @@ from {{ cookiecutter.package }}.modeling.model import load_model
 from {{ cookiecutter.package }}.pipeline.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# `make test` runs with --hypothesis-profile=quick: a quarter of hypothesis' 100 examples for the
+# properties that take the profile's count; `make test-all` (CI) runs the full 100.
+hypothesis_settings.register_profile("quick", max_examples=25)
 
 
 @pytest.fixture(scope="session")
