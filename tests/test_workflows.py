@@ -305,7 +305,7 @@ def test_ci_installs_the_cpu_torch_build(bakes, plan: Plan, bake_id: str) -> Non
     answers, project = bakes[bake_id]
     planned = plan(project)  # the pull request's run: ci.yml and train.yml
     assert planned.jobs["test"] == "success"
-    assert targets(planned, "test") == ["setup", "lint", "test"]
+    assert targets(planned, "test") == ["setup", "lint", "test-all"]
     setup = planned.make("test", "setup")["plan"]
     assert (CPU_TORCH in setup) == (answers.get("model") == "torch")
 

@@ -14,9 +14,8 @@ from strategies import frames
 from {{ cookiecutter.package }}.contract.records import Contract, contract
 from {{ cookiecutter.package }}.contract.schema import FEATURES, ContractError, ModelInput, validate
 
-SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# Examples per property: the profile's (hypothesis' 100; `make test` loads the quick profile).
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SCHEMA = ModelInput.to_schema()
 
 

@@ -3,7 +3,8 @@
 One server per session (starting one costs seconds): `prepare-bento` packs a model trained in
 this session, `bentoml build` builds the bento in a scratch BentoML home, and `bentoml serve`
 runs it on a free loopback port from a directory with no params.yaml or MLflow store, so
-everything it needs must be inside the bento.
+everything it needs must be inside the bento. `make test` runs this server and its quick
+checks; the 500 generated bad records are `slow` (`make test-all`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from {{ cookiecutter.package }}.lifecycle.canary import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -154,6 +154,7 @@ def test_concurrent_requests_batched_together_keep_their_own_answers(
     np.testing.assert_allclose(served, offline, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=500,
     deadline=None,

@@ -32,11 +32,10 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from {{ cookiecutter.package }}.contract.schema import ContractError
-
         try:
             return command(*args, **kwargs)
-        except (UserError, FileNotFoundError, ContractError, ValueError) as error:
+        # ContractError is a ValueError: naming it would import pandera into every command.
+        except (UserError, FileNotFoundError, ValueError) as error:
             # escape: messages quote user data, which may contain [brackets] rich would eat.
             console.print(f"[bold red]ERROR:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None

@@ -116,7 +116,7 @@ def log_and_register(
     """Log the run, register its model and point the alias from params.yaml at it."""
     import mlflow
 
-    from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE
+    from {{ cookiecutter.package }}.modeling import HISTORY_FILE
 
     registry = settings.registry
     store = client(registry)

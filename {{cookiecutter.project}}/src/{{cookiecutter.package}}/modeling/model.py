@@ -22,8 +22,6 @@ from {{ cookiecutter.package }}.modeling.features import build_features, make_pr
 from {{ cookiecutter.package }}.modeling.trees import CompiledTrees, compile_trees
 
 META_FILE = "meta.json"
-# Per-epoch losses, written by families that train in epochs; the register stage logs them.
-HISTORY_FILE = "history.json"
 # Up to this many records, predict_records evaluates the compiled trees (modeling/trees.py);
 # beyond, the classifier's own predict_proba. The compiled trees decide every node for every
 # row, so their cost grows with rows x nodes, while the classifier's is mostly a fixed cost per

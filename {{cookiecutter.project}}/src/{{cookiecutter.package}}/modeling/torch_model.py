@@ -30,9 +30,10 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from {{ cookiecutter.package }}.modeling import HISTORY_FILE
 from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
-from {{ cookiecutter.package }}.modeling.model import HISTORY_FILE, _read_meta, _write_meta
+from {{ cookiecutter.package }}.modeling.model import _read_meta, _write_meta
 
 WEIGHTS_FILE = "weights.pt"
 PREPROCESSOR_FILE = "preprocessor.joblib"

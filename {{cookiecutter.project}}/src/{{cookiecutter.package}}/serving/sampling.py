@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -246,14 +246,27 @@ def _files(sink: str, since: datetime, until: datetime) -> Iterator[tuple[Any, s
     import fsspec.core
 
     fs, root = fsspec.core.url_to_fs(sink)
+    root = root.rstrip("/")
     first = since.replace(minute=0, second=0, microsecond=0)
-    day = first.replace(hour=0)
-    while day <= until:
-        for path in sorted(fs.glob(f"{root.rstrip('/')}/{day:%Y-%m-%d}/*.jsonl")):
+    # The day folders that exist, listed once: a window of months is one listing, not one per
+    # day (each a request on a remote sink).
+    try:
+        folders = fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return
+    days = []
+    for folder in folders:
+        try:
+            day = datetime.strptime(folder.rstrip("/").rsplit("/", 1)[-1], "%Y-%m-%d")
+        except ValueError:
+            continue  # not a day folder
+        if first.date() <= day.date() <= until.date():
+            days.append(day.replace(tzinfo=UTC))
+    for day in sorted(days):
+        for path in sorted(fs.glob(f"{root}/{day:%Y-%m-%d}/*.jsonl")):
             named = HOUR_FILE.match(path.rsplit("/", 1)[-1])
             if named and first <= day.replace(hour=int(named[1])) <= until:
                 yield fs, path
-        day += timedelta(days=1)
 
 
 def read_window(sink: str | Path, since: datetime, until: datetime) -> pd.DataFrame:
