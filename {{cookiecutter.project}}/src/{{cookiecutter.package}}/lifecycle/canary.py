@@ -210,6 +210,13 @@ def measure(
     step.psi_p_value = None if p_value is None else float(f"{p_value:.3g}")
 
 
+def significant(
+    value: float | None, limit: float, p_value: float | None, significance: float
+) -> bool:
+    """``value`` beyond ``limit``, and its test says that is not the noise of a small sample."""
+    return value is not None and value > limit and p_value is not None and p_value < significance
+
+
 def breach(step: Step, settings: CanarySettings) -> str | None:
     """Why the step fails, or None while it holds."""
     if step.error_rate > settings.max_error_rate:
@@ -219,23 +226,13 @@ def breach(step: Step, settings: CanarySettings) -> str | None:
             f"> max_error_rate {settings.max_error_rate * 100:.1f}%"
         )
     significance = settings.local.significance
-    if (
-        step.p95_ratio is not None
-        and step.p95_ratio > settings.max_p95_ratio
-        and step.p95_p_value is not None
-        and step.p95_p_value < significance
-    ):
+    if significant(step.p95_ratio, settings.max_p95_ratio, step.p95_p_value, significance):
         return (
             f"p95 {step.canary_p95_ms} ms is {step.p95_ratio}x stable's {step.stable_p95_ms} ms "
             f"> max_p95_ratio {settings.max_p95_ratio} (binomial p={step.p95_p_value} "
             f"< {significance}: not noise)"
         )
-    if (
-        step.psi is not None
-        and step.psi > settings.max_score_psi
-        and step.psi_p_value is not None
-        and step.psi_p_value < significance
-    ):
+    if significant(step.psi, settings.max_score_psi, step.psi_p_value, significance):
         return (
             f"prediction-score PSI {step.psi} > max_score_psi {settings.max_score_psi} "
             f"(chi-square p={step.psi_p_value} < {significance}: not noise)"
