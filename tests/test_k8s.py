@@ -272,9 +272,6 @@ def evaluate(node, series: list[tuple[dict[str, str], float]]):
         if name == "scalar":
             vector = evaluate(args[0], series)
             return next(iter(vector.values())) if len(vector) == 1 else math.nan
-        if name == "clamp_min":
-            floor = evaluate(args[1], series)
-            return {k: max(v, floor) for k, v in evaluate(args[0], series).items()}
         if name == "ln":
             return {k: math.log(v) for k, v in evaluate(args[0], series).items()}
         raise AssertionError(f"no evaluator for {name}")
@@ -354,31 +351,39 @@ def histogram(scores: np.ndarray, pod_hash: str) -> list[tuple[dict[str, str], f
     return found
 
 
-def direct_psi(canary: np.ndarray, stable: np.ndarray, floor: float = 0.0001) -> float:
+def direct_psi(canary: np.ndarray, stable: np.ndarray, smoothing: float = 0.5) -> float:
+    """PSI over the service's 20 score bins, each count smoothed by half a score, less the
+    PSI that two samples of these sizes from one distribution show on average."""
     edges = [-math.inf, *BOUNDS, math.inf]
+    bins = len(edges) - 1
     shares = []
     for scores in (canary, stable):
         counts = np.histogram(scores, bins=edges)[0]
-        shares.append(np.maximum(counts / len(scores), floor))
+        shares.append((counts + smoothing) / (len(scores) + smoothing * bins))
     c, s = shares
-    return float(((c - s) * np.log(c / s)).sum())
+    noise = (bins - 1) * (1 / len(canary) + 1 / len(stable))
+    return float(((c - s) * np.log(c / s)).sum()) - noise
 
 
 @pytest.mark.parametrize(
-    ("canary_beta", "stable_beta", "passes"),
+    ("canary_beta", "stable_beta", "sizes", "passes"),
     [
-        ((2, 5), (2, 5), True),  # the same model: sampling noise only
-        ((2, 5), (2.4, 5), True),  # a slightly different model (PSI about 0.08)
-        ((5, 2), (2, 5), False),  # scores flipped: answers 200, predicts the opposite
-        ((0.5, 0.5), (2, 2), False),  # overconfident: the scores pile up at 0 and 1
+        ((2, 5), (2, 5), (4000, 6000), True),  # the same model: sampling noise only
+        ((2, 5), (2.4, 5), (4000, 6000), True),  # a slightly different model (PSI about 0.08)
+        ((5, 2), (2, 5), (4000, 6000), False),  # scores flipped: answers 200, predicts the opposite
+        ((0.5, 0.5), (2, 2), (4000, 6000), False),  # overconfident: scores pile up at 0 and 1
+        # A 5 % step of light traffic: 60 scores against 1140. Their raw PSI is about 0.3 when
+        # both come from one model; less that noise the same model passes and a flipped fails.
+        ((2, 5), (2, 5), (60, 1140), True),
+        ((5, 2), (2, 5), (60, 1140), False),
     ],
-    ids=["same-model", "slight-shift", "flipped", "overconfident"],
+    ids=["same-model", "slight-shift", "flipped", "overconfident", "same-light", "flipped-light"],
 )
 def test_score_shift_query_computes_the_psi_of_the_two_histograms(
-    project: Path, canary_beta: tuple, stable_beta: tuple, passes: bool
+    project: Path, canary_beta: tuple, stable_beta: tuple, sizes: tuple, passes: bool
 ) -> None:
     rng = np.random.default_rng(7)
-    canary, stable = rng.beta(*canary_beta, 4000), rng.beta(*stable_beta, 6000)
+    canary, stable = rng.beta(*canary_beta, sizes[0]), rng.beta(*stable_beta, sizes[1])
     series = histogram(canary, "6d4f8b9c7") + histogram(stable, "5c8d7e6f9")
     metric = next(
         m

@@ -102,12 +102,30 @@ def test_psi_is_zero_for_equal_histograms_and_large_for_mirrored_scores() -> Non
 
 
 def test_a_small_sample_of_the_same_model_is_noise_not_a_shift() -> None:
-    """50 scores drawn from the stable distribution: PSI alone would alarm, the test does not."""
+    """50 scores drawn from the stable distribution: neither number calls it a shift."""
     rng = np.random.default_rng(1)
     stable = parse(metrics_text({}, [], list(rng.beta(2, 5, 3000)))).scores
     canary = parse(metrics_text({}, [], list(rng.beta(2, 5, 50)))).scores
-    assert psi(stable, canary) > 0.05
+    assert psi(stable, canary) < 0.1
     assert shift_p_value(stable, canary) > 0.01
+
+
+def test_psi_of_step_sized_samples_measures_the_distributions_not_the_noise() -> None:
+    """A step's 150 canary and 446 stable scores: the same distribution scores about 0 on
+    average (the raw PSI of such samples averages 0.13), a real shift scores what it scores on
+    samples large enough to leave no noise."""
+    rng = np.random.default_rng(2)
+
+    def scores(a: float, n: int) -> Counter:
+        return parse(metrics_text({}, [], list(rng.beta(a, 5, n)))).scores
+
+    same = [psi(scores(2, 446), scores(2, 150)) for _ in range(200)]
+    assert np.mean(same) < 0.02
+    assert np.mean([value > 0.2 for value in same]) < 0.01
+    population = psi(scores(2, 50_000), scores(3, 50_000))
+    shifted = [psi(scores(2, 446), scores(3, 150)) for _ in range(200)]
+    assert population > 0.2
+    assert np.mean(shifted) == pytest.approx(population, rel=0.25)
 
 
 def test_weight_zero_leaves_the_upstream_out_entirely() -> None:

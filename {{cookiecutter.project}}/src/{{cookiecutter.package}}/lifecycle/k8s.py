@@ -22,6 +22,7 @@ from {{ cookiecutter.package }}.config import (
     ParamsError,
     Settings,
 )
+from {{ cookiecutter.package }}.lifecycle.canary_analysis import SMOOTHING
 
 APP = "{{ cookiecutter.project }}"
 DEPLOY_DIR = Path("deploy/k8s")
@@ -34,8 +35,6 @@ SCORE_BUCKETS = [round(0.05 * step, 2) for step in range(1, 20)]
 # Prometheus copies the pod label rollouts-pod-template-hash (set by Argo Rollouts on every pod
 # it runs) to this label; it tells canary pods from stable pods.
 HASH_LABEL = "rollouts_pod_template_hash"
-# Added to each bin's share so an empty bin does not make the log ratio infinite.
-PSI_FLOOR = 0.0001
 HEADER = (
     "# Rendered from params.yaml (canary:, k8s:) by `make k8s-manifests`: edit params.yaml,\n"
     "# then rerun it. tests/test_k8s_manifests.py fails when this file is out of date.\n"
@@ -142,7 +141,8 @@ def p95_ratio_query(window: str) -> str:
 
 
 def _bin_share(side: str, window: str) -> str:
-    """Each score bin's share of one side's predictions, floored at PSI_FLOOR.
+    """Each score bin's share of one side's predictions, smoothed by SMOOTHING counts per bin
+    as the local canary smooths them, so an empty bin cannot make the log ratio infinite.
 
     The histogram's buckets are cumulative; a bin is its bucket minus the one below. PromQL
     cannot subtract across `le` values, so the buckets below +Inf are relabelled one step up
@@ -158,16 +158,26 @@ def _bin_share(side: str, window: str) -> str:
         shifted = f'label_replace({shifted}\n    , "le", "{upper}", "le", "{lower}")'
     # The first bin has no bucket below it: subtract zero there.
     below = f"({shifted}\n    or {cumulative} * 0)"
-    total = f"sum({_increase('model_prediction_score_count', side, window)})"
-    return f"clamp_min(({cumulative} - on (le) {below}) / scalar({total}), {PSI_FLOOR})"
+    total = f"({_score_count(side, window)} + {SMOOTHING * len(uppers)})"
+    return f"(({cumulative} - on (le) {below}) + {SMOOTHING}) / {total}"
+
+
+def _score_count(side: str, window: str) -> str:
+    return f"scalar(sum({_increase('model_prediction_score_count', side, window)}))"
 
 
 def score_psi_query(window: str) -> str:
-    """Population stability index of the canary's scores against the stable's, over the bins."""
+    """Population stability index of the canary's scores against the stable's, over the bins,
+    less the PSI that sampling noise alone gives samples of their sizes (see
+    canary_analysis.psi): a 5 % step that sees 60 scores would otherwise read about 0.3 for a
+    canary exactly as good as the stable, and be rolled back."""
     canary, stable = _bin_share("canary", window), _bin_share("stable", window)
     difference = f"({canary}\n  - on (le)\n  {stable})"
     log_ratio = f"ln({canary}\n  / on (le)\n  {stable})"
-    return f"sum(\n  {difference}\n  * {log_ratio}\n)"
+    canary_n, stable_n = _score_count("canary", window), _score_count("stable", window)
+    # (bins - 1) * (1/n + 1/m): the bins are the finite bounds plus the one above 0.95.
+    noise = f"{len(SCORE_BUCKETS)} * (1 / {canary_n} + 1 / {stable_n})"
+    return f"sum(\n  {difference}\n  * {log_ratio}\n)\n- {noise}"
 
 
 def analysis_template(canary: CanarySettings, k8s: KubernetesSettings) -> dict[str, Any]:
