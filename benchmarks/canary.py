@@ -4,10 +4,11 @@ Measures, in one run on this machine:
 - the latency the Caddy front (edge + weighted splitter) adds: single-record POSTs to one
   `bentoml serve` directly and through the front, 100 % weight to that server, same load,
   runs interleaved (direct, front, direct, front) so that drift on a shared host hits both;
-- per rollout scenario (good, erroring, slow, shifted scores, killed mid-rollout), with replayed
-  holdout records from 4 client threads: requests sent and failed as the clients saw them, the
-  verdict, and the time from the fault's first effect to the rollback (erroring: the first
-  failed client request; killed: the kill; slow and shifted: the start of the first step).
+- per rollout scenario (good, erroring, slow, shifted scores, killed at 50 % and at 100 %),
+  with replayed holdout records from 4 client threads: requests sent and failed as the
+  clients saw them, the verdict, and the time from the fault's first effect to the rollback
+  (erroring: the first failed client request; killed: the kill; slow and shifted: the start
+  of the first step).
 
 Load comes from `wrk` when installed (apt install wrk), else from an httpx load generator in its
 own process. Results go to the "canary" section of docs/benchmarks.md.
@@ -164,10 +165,12 @@ def scenario(name: str, settings, stable, records, work: Path, model: Path, **ho
     finally:
         front.stop()
         canary.stop()
-    first = {
-        "errors": traffic.failures[0][0] if traffic.failures else None,
-        "killed": killed_at[0] if killed_at else None,
-    }.get(name, rollout.started_at)
+    if killed_at:
+        first = killed_at[0]
+    elif name == "errors":
+        first = traffic.failures[0][0] if traffic.failures else None
+    else:
+        first = rollout.started_at
     return {
         "sent": traffic.sent,
         "failed": traffic.failed,
@@ -237,7 +240,10 @@ def main() -> int:
                 "errors": ({"fault": {"FAULT_ERROR_RATE": "0.5"}}, "stable"),
                 "slow": ({"fault": {"FAULT_DELAY_SECONDS": "0.5"}}, "stable"),
                 "shifted": ({}, "shifted"),
-                "killed": ({"kill_after": args.interval * 1.5}, "stable"),
+                # Mid-step by the clock: the second step (50 %), then the last (100 %), where
+                # the stable server is only the fallback for retries.
+                "killed at 50 %": ({"kill_after": args.interval * 1.5}, "stable"),
+                "killed at 100 %": ({"kill_after": args.interval * 2.5}, "stable"),
             }
             for name, (how, model) in cases.items():
                 console.print(f"rollout: {name} canary ...")
@@ -259,6 +265,7 @@ def main() -> int:
             result["sent"],
             result["failed"],
             result["verdict"],
+            result["steps"],
             "" if result["to_rollback"] is None else f"{result['to_rollback']:.1f}",
             result["reason"],
         ]
@@ -276,7 +283,8 @@ def main() -> int:
         )
         for label, numbers in added.items()
     ]
-    killed_zero = results["killed"]["failed"] == 0
+    killed = [result for name, result in results.items() if name.startswith("killed")]
+    lost = sum(result["failed"] for result in killed)
     to_rollback = results["errors"]["to_rollback"]
     within = to_rollback is not None and to_rollback <= args.interval
     first_error = "no rollback" if to_rollback is None else f"{to_rollback:.1f} s"
@@ -299,13 +307,13 @@ def main() -> int:
             "Time to rollback counts from the fault's first effect (erroring: the first failed "
             "client request; killed: the kill; slow, shifted: the first step's start).",
             table(
-                ["canary", "requests", "failed", "verdict", "s to rollback", "reason"],
+                ["canary", "requests", "failed", "verdict", "steps", "s to rollback", "reason"],
                 scenario_rows,
             ),
             f"Targets: rollback within one interval ({args.interval:.0f} s) of the first error: "
             f"{'met' if within else 'NOT met'} ({first_error}); 0 requests lost when the canary "
-            f"is killed: {'met' if killed_zero else 'NOT met'} "
-            f"({results['killed']['failed']} lost).",
+            f"is killed: {'met' if lost == 0 else 'NOT met'} ({lost} lost over "
+            f"{len(killed)} kills).",
         ]
     )
     write_section("canary", "Local canary (Caddy front)", body)

@@ -141,13 +141,14 @@ def rollout(
     holdout: list[dict],
     model_dir: Path,
     fault: dict[str, str] | None = None,
-    kill_after_s: float | None = None,
+    kill: tuple[int, float] | None = None,
     threads: int = 4,
 ) -> tuple[Rollout, Traffic, set[str]]:
     """Start a canary (faulty or not) and a front, replay traffic, run the controller.
 
-    Returns the rollout, what the clients saw, and which versions answered 20 requests sent
-    through the front once it was decided.
+    ``kill`` = (weight, seconds): SIGKILL the whole canary, workers included, that long after
+    the front gives it that weight. Returns the rollout, what the clients saw, and which
+    versions answered 20 requests sent through the front once it was decided.
     """
     env = {"SERVE_MODEL_DIR": str(model_dir)} | (fault or {})
     service, working_dir = ("faulty_service:ChurnService", TESTS) if fault else (SERVICE, None)
@@ -159,8 +160,8 @@ def rollout(
     version = json.loads((model_dir / "serving.json").read_text())["version"]
     try:
         front.start({stable.address: 100, canary.address: 0})
-        if kill_after_s is not None:  # SIGKILL the whole canary, workers included
-            threading.Timer(kill_after_s, canary.kill).start()
+        if kill is not None:
+            arm_kill(front, canary, *kill)
         with Replay(front.url, holdout, threads=threads, max_seconds=60) as clients:
             result = run_rollout(
                 settings,
@@ -176,6 +177,19 @@ def rollout(
     finally:
         front.stop()
         canary.stop()
+
+
+def arm_kill(front: CaddyFront, canary: Server, weight: int, delay_s: float) -> None:
+    """Kill the canary ``delay_s`` after the controller sets its weight to ``weight``."""
+    set_weights = front.set_weights
+
+    def set_and_arm(upstreams: dict[str, int], fallback: str | None = None) -> float:
+        seconds = set_weights(upstreams, fallback)
+        if upstreams.get(canary.address) == weight:
+            threading.Timer(delay_s, canary.kill).start()
+        return seconds
+
+    front.set_weights = set_and_arm
 
 
 def promote_in(where: Path, project: Settings, version: str, evidence: dict) -> dict:
@@ -263,19 +277,22 @@ def test_shifted_challenger_answering_200_is_rolled_back_on_score_psi(
     assert traffic.failed == 0
 
 
+@pytest.mark.parametrize("weight", [25, 100])
 def test_killed_challenger_is_rolled_back_losing_no_request_it_had_not_begun_to_answer(
-    settings, tmp_path, stable, holdout, models, before
+    settings, tmp_path, stable, holdout, models, before, weight
 ):
     threads = 4
     result, traffic, answered = rollout(
-        settings, tmp_path, stable, holdout, models["good"], kill_after_s=1.5, threads=threads
+        settings, tmp_path, stable, holdout, models["good"], kill=(weight, 1.0), threads=threads
     )
     assert_rolled_back_cleanly(result, answered, stable, before)
     assert "stopped answering" in result.reason, result.reason
+    assert result.steps[-1].weight == weight, "killed in the step it was meant for"
     assert traffic.sent > 0
-    # Every request the dead canary refused or dropped was resent to the stable server. The
-    # only loss a proxy cannot undo is an answer the canary had begun to send when it died
-    # (headers out, body cut): at most one per client, and usually none.
+    # Every request the dead canary refused or dropped was resent to the stable server, also
+    # at 100 %, where the stable server is only the fallback. The only loss a proxy cannot
+    # undo is an answer the canary had begun to send when it died (headers out, body cut): at
+    # most one per client, and usually none.
     cut = [what for _, what in traffic.failures if "complete message body" in what]
     assert cut == [what for _, what in traffic.failures], traffic.failures
     assert len(cut) <= threads

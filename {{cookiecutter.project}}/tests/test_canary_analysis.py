@@ -139,6 +139,27 @@ def test_weight_zero_leaves_the_upstream_out_entirely() -> None:
         splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", {"a:1": 0})
 
 
+def test_the_stable_server_stays_behind_a_canary_at_100_percent_as_the_fallback() -> None:
+    """At 100 % the stable server takes only the retries of requests the canary failed; while
+    the weights are split it is in the rotation anyway; a rollback (no fallback) leaves the
+    canary out entirely."""
+
+    def balancer(weights: dict[str, int], fallback: str | None) -> tuple[list, dict]:
+        config = splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", weights, fallback)
+        proxy = config["apps"]["http"]["servers"]["front"]["routes"][0]["handle"][0]
+        return proxy["upstreams"], proxy["load_balancing"]
+
+    upstreams, balancing = balancer({"stable:1": 0, "canary:2": 100}, "stable:1")
+    assert upstreams == [{"dial": "canary:2"}, {"dial": "stable:1"}]
+    assert balancing["selection_policy"] == {"policy": "first"}
+    upstreams, balancing = balancer({"stable:1": 75, "canary:2": 25}, "stable:1")
+    assert balancing["selection_policy"]["weights"] == [75, 25]
+    upstreams, _ = balancer({"stable:1": 100, "canary:2": 0}, None)
+    assert upstreams == [{"dial": "stable:1"}]
+    # Retries never wait: a wait is cut short by the next config load (see splitter_config).
+    assert "try_interval" not in balancing and "try_duration" not in balancing
+
+
 @pytest.mark.parametrize(
     ("steps", "words"), [([5, 50], "ending at 100"), ([50, 25, 100], "increasing"), ([0, 100], "")]
 )

@@ -37,7 +37,7 @@ import httpx
 # refuses larger bodies anyway (SERVE_MAX_BODY_BYTES).
 REQUEST_BUFFER_BYTES = 4 * 1024 * 1024
 # Retry POSTs too: Caddy's default resends only GETs once a request was written.
-RETRY = {"try_duration": "5s", "try_interval": "20ms", "retry_match": [{"method": ["GET", "POST"]}]}
+RETRY_MATCH = [{"method": ["GET", "POST"]}]
 
 
 class CaddyError(RuntimeError):
@@ -68,19 +68,40 @@ def _server(listen: str, proxy: dict[str, Any], admin: dict[str, Any]) -> dict[s
     }
 
 
-def splitter_config(listen: str, admin: str, upstreams: dict[str, int]) -> dict[str, Any]:
+def splitter_config(
+    listen: str, admin: str, upstreams: dict[str, int], fallback: str | None = None
+) -> dict[str, Any]:
     """The weighted proxy over ``upstreams`` (``host:port`` -> weight); weight 0 is left out:
-    such an upstream receives nothing, not even retries."""
+    such an upstream receives nothing, not even retries.
+
+    The exception is ``fallback`` (the stable server during a rollout): when every request goes
+    to one other upstream (a canary at 100 %), the fallback stays behind it and takes the
+    retries of requests that upstream failed, so a canary that dies at 100 % loses no request
+    while the controller notices.
+    """
     live = {address: weight for address, weight in upstreams.items() if weight > 0}
     if not live:
         raise ValueError("at least one upstream needs a weight above 0")
+    if fallback is not None and fallback not in live and len(live) == 1:
+        # "first" takes the first available upstream; weighted_round_robin with one upstream
+        # returns it whether it is available or not.
+        policy: dict[str, Any] = {"policy": "first"}
+        dials = [*live, fallback]
+    else:
+        policy = {"policy": "weighted_round_robin", "weights": list(live.values())}
+        dials = list(live)
     proxy = {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": address} for address in live],
+        "upstreams": [{"dial": address} for address in dials],
         "load_balancing": {
-            "selection_policy": {"policy": "weighted_round_robin", "weights": list(live.values())},
+            "selection_policy": policy,
+            # Retried at once, with no try_interval: Caddy sleeps out an interval on the
+            # config's own context, and a weight change (a config load) cancels that context,
+            # so a request waiting for its retry at that instant was answered 502 instead (about
+            # one killed-canary rollback in ten). One failure takes the failed upstream out of
+            # the rotation (below), so the immediate retry reaches the other one.
             "retries": 3,
-            **RETRY,
+            "retry_match": RETRY_MATCH,
         },
         # One failure takes an upstream out of the rotation for a while.
         "health_checks": {"passive": {"fail_duration": "30s", "max_fails": 1}},
@@ -95,7 +116,14 @@ def edge_config(listen: str, splitter: str) -> dict[str, Any]:
         "handler": "reverse_proxy",
         "upstreams": [{"dial": splitter}],
         # No passive health check: the splitter is the only upstream and must never be benched.
-        "load_balancing": {"retries": 5, **RETRY},
+        # Its config never changes, so waiting between tries is safe here: a splitter in the
+        # middle of a config load gets up to 5 s to answer again.
+        "load_balancing": {
+            "retries": 5,
+            "try_duration": "5s",
+            "try_interval": "20ms",
+            "retry_match": RETRY_MATCH,
+        },
         "request_buffers": REQUEST_BUFFER_BYTES,
     }
     return _server(listen, proxy, {"disabled": True})
@@ -165,9 +193,10 @@ class CaddyFront:
         self.stop()
         raise CaddyError(f"caddy not ready after {timeout_s}s; logs in {self.workdir}")
 
-    def set_weights(self, upstreams: dict[str, int]) -> float:
-        """Load the new weights into the splitter; returns the seconds the admin API took."""
-        config = splitter_config(self.splitter, self.admin, upstreams)
+    def set_weights(self, upstreams: dict[str, int], fallback: str | None = None) -> float:
+        """Load the new weights (and ``fallback``, see ``splitter_config``) into the splitter;
+        returns the seconds the admin API took."""
+        config = splitter_config(self.splitter, self.admin, upstreams, fallback)
         started = time.perf_counter()
         response = httpx.post(f"http://{self.admin}/load", json=config, timeout=10)
         if response.status_code != 200:

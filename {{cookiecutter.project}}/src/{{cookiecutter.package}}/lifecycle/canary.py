@@ -18,7 +18,8 @@ A breach rolls back at once, without waiting for the interval to end. Too few ca
 by ``interval_seconds + local.max_wait_seconds`` fails closed: it rolls back, because a canary that
 was not observed was not shown to be good. A canary that stops answering its ``/metrics``
 (crashed, killed) is rolled back at the next poll; Caddy has already been retrying its requests
-on the stable server. Rollback sets the canary's weight to 0 (stable 100) in one admin call;
+on the stable server (at 100 % too: the stable server stays behind the canary as the fallback
+for retries). Rollback sets the canary's weight to 0 (stable 100) in one admin call;
 the stable server and the champion are never touched. After the last step (100 %) the canary's
 version is promoted through ``promote``. ``steps: [100]`` is a blue-green switch with the same
 analysis and instant rollback.
@@ -279,9 +280,8 @@ def run_rollout(
     for number, weight in enumerate(settings.steps, 1):
         step = Step(weight)
         rollout.steps.append(step)
-        step.weights_seconds = round(
-            front.set_weights({stable.address: 100 - weight, canary.address: weight}), 4
-        )
+        weights = {stable.address: 100 - weight, canary.address: weight}
+        step.weights_seconds = round(front.set_weights(weights, fallback=stable.address), 4)
 
         def polled(step: Step, number: int = number) -> None:
             if on_poll is not None:
