@@ -128,13 +128,18 @@ def test_psi_of_step_sized_samples_measures_the_distributions_not_the_noise() ->
     assert np.mean(shifted) == pytest.approx(population, rel=0.25)
 
 
+def splitter_proxy(upstreams: dict[str, int], fallback: str | None = None) -> dict:
+    """The reverse_proxy handler of the splitter's config for these weights."""
+    config = splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", upstreams, fallback)
+    assert config["admin"]["listen"].startswith("127.0.0.1:")
+    return config["apps"]["http"]["servers"]["front"]["routes"][0]["handle"][0]
+
+
 def test_weight_zero_leaves_the_upstream_out_entirely() -> None:
-    config = splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", {"a:1": 100, "b:2": 0})
-    proxy = config["apps"]["http"]["servers"]["front"]["routes"][0]["handle"][0]
+    proxy = splitter_proxy({"a:1": 100, "b:2": 0})
     assert proxy["upstreams"] == [{"dial": "a:1"}]
     assert proxy["load_balancing"]["selection_policy"]["weights"] == [100]
     assert "POST" in proxy["load_balancing"]["retry_match"][0]["method"]
-    assert config["admin"]["listen"].startswith("127.0.0.1:")
     with pytest.raises(ValueError, match="weight above 0"):
         splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", {"a:1": 0})
 
@@ -145,8 +150,7 @@ def test_the_stable_server_stays_behind_a_canary_at_100_percent_as_the_fallback(
     canary out entirely."""
 
     def balancer(weights: dict[str, int], fallback: str | None) -> tuple[list, dict]:
-        config = splitter_config("unix//tmp/x.sock", "127.0.0.1:2019", weights, fallback)
-        proxy = config["apps"]["http"]["servers"]["front"]["routes"][0]["handle"][0]
+        proxy = splitter_proxy(weights, fallback)
         return proxy["upstreams"], proxy["load_balancing"]
 
     upstreams, balancing = balancer({"stable:1": 0, "canary:2": 100}, "stable:1")

@@ -41,10 +41,15 @@ def with_missing() -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(features, target)
 
 
+def split_nodes(classifier: HistGradientBoostingClassifier) -> np.ndarray:
+    """Every tree's split nodes (not its leaves), one tree after another."""
+    nodes = np.concatenate([iteration[0].nodes for iteration in classifier._predictors])
+    return nodes[nodes["is_leaf"] == 0]
+
+
 def split_points(classifier: HistGradientBoostingClassifier) -> list[np.ndarray]:
     """Per input column, the thresholds its splits use."""
-    nodes = np.concatenate([iteration[0].nodes for iteration in classifier._predictors])
-    splits = nodes[nodes["is_leaf"] == 0]
+    splits = split_nodes(classifier)
     width = classifier.n_features_in_
     return [np.unique(splits["num_threshold"][splits["feature_idx"] == i]) for i in range(width)]
 
@@ -85,8 +90,7 @@ def test_compiled_trees_equal_the_classifier_on_thresholds_and_gaps(boosted, dat
 @examples(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_missing_values_go_where_training_sent_them(with_missing, data) -> None:
-    nodes = np.concatenate([iteration[0].nodes for iteration in with_missing._predictors])
-    directions = set(nodes[nodes["is_leaf"] == 0]["missing_go_to_left"].tolist())
+    directions = set(split_nodes(with_missing)["missing_go_to_left"].tolist())
     assert directions == {0, 1}, "the fixture must send missing values both ways"
     assert_same_as_classifier(with_missing, data.draw(matrices(with_missing)))
 
