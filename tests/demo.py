@@ -141,9 +141,11 @@ def summary(project: Path) -> None:
         ("pipeline lock", "dvc.lock"),
     ]:
         console.print(f"  {label:<24} {project / path}")
+    # The demo ran on the template's venv: the project's own commands need its .venv first.
     console.print(
-        f"Next: cd {project.relative_to(ROOT)} && make help   "
-        f"(mlflow ui --backend-store-uri sqlite:///mlflow.db)"
+        f"Next: cd {project.relative_to(ROOT)} && make setup && make help   "
+        f"(make setup: the project's own .venv; then make serve, mlflow ui --backend-store-uri "
+        f"sqlite:///mlflow.db)"
     )
 
 
