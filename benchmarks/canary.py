@@ -57,7 +57,7 @@ def prepare(project: Path):
     """Train the stable model and a shifted one (flipped labels); holdout records."""
     from bench_canary.config import load_settings
     from bench_canary.data import anonymise, load_source, split
-    from bench_canary.lifecycle.traffic import read_records
+    from bench_canary.rollout.traffic import read_records
     from bench_canary.pipeline.train import fit
 
     settings = load_settings()
@@ -74,7 +74,7 @@ def prepare(project: Path):
 
 def static_upstream(work: Path) -> tuple[str, subprocess.Popen]:
     """`caddy respond`: a server that answers at once, so the front's own cost shows alone."""
-    from bench_canary.lifecycle.caddy import caddy_binary
+    from bench_canary.rollout.caddy import caddy_binary
 
     port = free_port()
     body = '{"churn_probability": 0.1, "churn": false, "model_version": "1"}'
@@ -95,7 +95,7 @@ def front_overhead(
     address: str, work: Path, record: str, seconds: float, levels: list[int]
 ) -> dict[str, dict[int, list[dict]]]:
     """Per path and concurrency, ROUNDS load runs, direct and through the front interleaved."""
-    from bench_canary.lifecycle.caddy import CaddyFront
+    from bench_canary.rollout.caddy import CaddyFront
 
     front = CaddyFront(free_port(), free_port(), work / f"caddy-{address.replace(':', '-')}")
     front.start({address: 100})
@@ -140,9 +140,10 @@ def overhead_rows(label: str, runs: dict, levels: list[int]) -> tuple[list[list]
 
 
 def scenario(name: str, settings, stable, records, work: Path, model: Path, **how) -> dict:
-    from bench_canary.lifecycle.caddy import CaddyFront
-    from bench_canary.lifecycle.canary import run_rollout, start_server
-    from bench_canary.lifecycle.traffic import Replay
+    from bench_canary.rollout.caddy import CaddyFront
+    from bench_canary.rollout.loop import run_rollout
+    from bench_canary.rollout.servers import start_server
+    from bench_canary.rollout.traffic import Replay
 
     env = {"SERVE_MODEL_DIR": str(model)} | how.get("fault", {})
     # tests/ is on PYTHONPATH: the test-only faulty service wraps the shipped one.
@@ -202,7 +203,7 @@ def main() -> int:
         os.environ["PYTHONPATH"] = f"{project / 'src'}{os.pathsep}{project / 'tests'}"
         os.environ |= {"BENTOML_DO_NOT_TRACK": "True"}
         from bench_canary.config import CanarySettings
-        from bench_canary.lifecycle.canary import start_server
+        from bench_canary.rollout.servers import start_server
 
         console.print("training the stable and the shifted model ...")
         settings, records = prepare(project)

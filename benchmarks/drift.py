@@ -6,7 +6,7 @@ standard deviation) that p-values flag at this size although they are harmless, 
 whose only change is its share of missing values. The same Parquet files go to three
 contenders, each in its own process (peak RSS from getrusage, data loading included):
 
-- ours: `lifecycle.drift.drift` of a default bake, with the thresholds of its params.yaml;
+- ours: `monitoring.drift.drift` of a default bake, with the thresholds of its params.yaml;
 - evidently 0.7.23 `DataDriftPreset` (its defaults: normed Wasserstein for numeric and
   Jensen-Shannon for categorical columns above 1,000 rows, both at 0.1), installed in its own
   virtualenv under build/evidently-venv because it needs pandas<3, never in the generated project;
@@ -139,7 +139,7 @@ LOAD_ONLY = COMMON + "finish(0.0, {})\n"
 # Formatted with the package name and runs, then appended to COMMON (whose braces stay).
 OURS = """
 from {pkg}.config import load_settings
-from {pkg}.lifecycle.drift import drift
+from {pkg}.monitoring.drift import drift
 
 settings = load_settings().drift
 kinds = {{**{{c: "float" for c in numeric}}, **{{c: "str" for c in categorical}}}}

@@ -14,7 +14,7 @@ Rules, each against its predecessor on the very same samples:
 - local, before: PSI (sparse buckets pooled, half a count of smoothing) > max_score_psi and
   chi-square p < canary.local.significance;
 - local, now: the same with the PSI less its sampling noise, ``(k - 1) * (1/n + 1/m)``
-  (``lifecycle.canary_analysis.psi``);
+  (``rollout.analysis.psi``);
 - Kubernetes, before: the PSI the AnalysisTemplate computed (20 bins, shares floored at 0.0001,
   no test) > max_score_psi;
 - Kubernetes, now: 20 bins smoothed by half a count, less the noise, > max_score_psi.
@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 from {pkg}.config import load_settings
 from {pkg}.contract.schema import FEATURES
 from {pkg}.data import anonymise, load_source, split
-from {pkg}.lifecycle.canary_analysis import (
+from {pkg}.rollout.analysis import (
     SMOOTHING, bin_counts, noise_psi, pooled_bins, psi, shift_p_value,
 )
 from {pkg}.pipeline.train import fit

@@ -23,7 +23,7 @@ ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
     ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): ["gpu-runner.mk"],
     ("deploy", ("kubernetes",)): [
         "deploy/k8s",
-        "src/{package}/lifecycle/k8s.py",
+        "src/{package}/rollout/k8s.py",
         "tests/test_k8s_manifests.py",
     ],
     ("deploy", ("local",)): ["deploy/local"],

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from {{ cookiecutter.package }}.config import MonitoringSettings, parse_settings
-from {{ cookiecutter.package }}.lifecycle.alerts import (
+from {{ cookiecutter.package }}.monitoring.alerts import (
     RULES_FILE,
     TESTS_FILE,
     render_rules,

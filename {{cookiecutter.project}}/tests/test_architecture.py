@@ -1,9 +1,11 @@
-"""The package's shape: stages depend on shared modules, never on each other.
+"""The package's shape: one ordered list of layers, imports only point down, stages stand alone.
 
-Each DVC stage in ``pipeline/`` must run on its own, so a stage that imports another would tie
-their code together and make DVC rerun one when the other changes. Shared pieces live in
-``contract/``, ``modeling/``, ``data.py`` and ``config.py``; the lifecycle and serving layers
-sit on top and are never imported by the layers below them.
+``LAYERS`` runs from the bottom (the data contract) to the top (the command line). A module may
+import its own layer and the layers below it, never one above: that keeps each room usable
+without the rooms built on it (serving without the rollout, the registry without serving).
+Function-level imports count too: a lazy import is still a dependency. Each DVC stage in
+``pipeline/`` must also run on its own, so a stage that imports another would tie their code
+together and make DVC rerun one when the other changes.
 """
 
 from __future__ import annotations
@@ -15,14 +17,22 @@ import pytest
 
 PACKAGE = "{{ cookiecutter.package }}"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
-# Which subpackages each layer may import (besides its own and config/data).
-ALLOWED = {
-    "contract": set(),
-    "modeling": {"contract"},
-    "pipeline": {"contract", "modeling", "lifecycle"},
-    "serving": {"contract", "modeling", "lifecycle"},
-    "lifecycle": {"contract", "modeling", "serving"},
-}
+# Bottom to top; a subpackage (a folder) or a top-level module, by its name.
+LAYERS = [
+    "contract",
+    "modeling",
+    "config",
+    "data",
+    "registry",
+    "serving",
+    "monitoring",
+    "rollout",
+    "lifecycle",
+    "pipeline",
+    "cli",
+]
+# The entry point `python -m <package>` is the command line's.
+ALIASES = {"__main__": "cli"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -37,8 +47,37 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def layer_of(name: str) -> str | None:
+    """The layer of a dotted module name (``pkg.registry.champion`` -> ``registry``)."""
+    parts = name.split(".")
+    if len(parts) < 2:
+        return None
+    return ALIASES.get(parts[1], parts[1])
+
+
+def sources() -> list[Path]:
+    return sorted(p for p in SOURCE.rglob("*.py") if p.name != "__init__.py" or p.parent != SOURCE)
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(SOURCE).with_suffix("")
+    parts = [part for part in relative.parts if part != "__init__"]
+    return ".".join([PACKAGE, *parts])
+
+
 def modules(layer: str) -> list[Path]:
-    return sorted(p for p in (SOURCE / layer).glob("*.py") if p.name != "__init__.py")
+    return [path for path in sources() if layer_of(module_name(path)) == layer]
+
+
+def upward_imports(path: Path, name: str | None = None) -> list[str]:
+    """Imports of ``path`` (module ``name``, by default its place in the package) that point to
+    a layer above its own."""
+    own = LAYERS.index(layer_of(name or module_name(path)))
+    return sorted(
+        name
+        for name in imported_modules(path)
+        if (layer := layer_of(name)) in LAYERS and LAYERS.index(layer) > own
+    )
 
 
 @pytest.mark.parametrize("stage", modules("pipeline"), ids=lambda path: path.stem)
@@ -49,16 +88,67 @@ def test_no_stage_imports_another_stage(stage: Path) -> None:
     assert imported_modules(stage) & others == set()
 
 
-@pytest.mark.parametrize("layer", sorted(ALLOWED))
+@pytest.mark.parametrize("layer", LAYERS)
 def test_layers_import_only_the_layers_below_them(layer: str) -> None:
-    for path in modules(layer):
+    found = {str(path.relative_to(SOURCE)): upward_imports(path) for path in modules(layer)}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    """A new room must take its place in LAYERS before its imports can be judged."""
+    unplaced = sorted(
+        str(path.relative_to(SOURCE))
+        for path in sources()
+        if layer_of(module_name(path)) not in LAYERS
+    )
+    assert unplaced == []
+
+
+def test_no_import_cycles() -> None:
+    """Within a layer too: two modules that import each other are one module in two files."""
+    graph = {module_name(path): set() for path in sources()}
+    for path in sources():
         for name in imported_modules(path):
-            parts = name.split(".")
-            if len(parts) > 2 and parts[1] in ALLOWED and parts[1] != layer:
-                assert parts[1] in ALLOWED[layer], f"{path.name} imports {name}"
+            # `from pkg.sub import module` names the module; `from pkg.module import name` the
+            # module itself: keep whichever is a module of the package.
+            target = name if name in graph else name.rpartition(".")[0]
+            if target in graph and target != module_name(path):
+                graph[module_name(path)].add(target)
+    visiting, done, cycles = set(), set(), []
+
+    def visit(node: str, trail: list[str]) -> None:
+        visiting.add(node)
+        for child in sorted(graph[node]):
+            if child in visiting:
+                cycles.append(" -> ".join([*trail[trail.index(child) :], child]))
+            elif child not in done:
+                visit(child, [*trail, child])
+        visiting.discard(node)
+        done.add(node)
+
+    for node in sorted(graph):
+        if node not in done:
+            visit(node, [node])
+    assert cycles == []
 
 
 def test_the_walk_sees_real_imports() -> None:
-    """Guards the guard: the train stage's known imports are found."""
+    """Guards the guard: the train stage's known imports are found, and so is a lazy import
+    inside a function (the command line imports every stage that way)."""
     found = imported_modules(SOURCE / "pipeline" / "train.py")
     assert f"{PACKAGE}.modeling.model" in found and f"{PACKAGE}.contract.schema" in found
+    assert f"{PACKAGE}.pipeline.train" in imported_modules(SOURCE / "cli.py")
+
+
+def test_an_upward_import_is_caught(tmp_path: Path) -> None:
+    """Guards the guard: a contract module importing the registry is reported."""
+    schema = SOURCE / "contract" / "schema.py"
+    assert upward_imports(schema) == []
+    copy = tmp_path / "schema.py"
+    copy.write_text(
+        schema.read_text() + f"\n\ndef _late():\n    from {PACKAGE}.registry import champion\n"
+    )
+    assert upward_imports(copy, f"{PACKAGE}.contract.schema") == [
+        f"{PACKAGE}.registry",
+        f"{PACKAGE}.registry.champion",
+    ]

@@ -23,17 +23,12 @@ import pytest
 
 from {{ cookiecutter.package }}.config import CanarySettings, Settings
 from {{ cookiecutter.package }}.contract.schema import FEATURES
-from {{ cookiecutter.package }}.lifecycle.caddy import CaddyFront
-from {{ cookiecutter.package }}.lifecycle.canary import (
-    SERVICE,
-    Rollout,
-    Server,
-    promote_version,
-    run_rollout,
-    start_server,
-)
-from {{ cookiecutter.package }}.lifecycle.traffic import Replay, Traffic
 from {{ cookiecutter.package }}.pipeline.train import fit
+from {{ cookiecutter.package }}.rollout.caddy import CaddyFront
+from {{ cookiecutter.package }}.rollout.canary import promote_version
+from {{ cookiecutter.package }}.rollout.loop import Rollout, run_rollout
+from {{ cookiecutter.package }}.rollout.servers import SERVICE, Server, start_server
+from {{ cookiecutter.package }}.rollout.traffic import Replay, Traffic
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -81,7 +76,7 @@ def registry(tmp_path_factory) -> Iterator[str]:
 
 def client():
     from {{ cookiecutter.package }}.config import load_settings
-    from {{ cookiecutter.package }}.lifecycle.registry import client as registry_client
+    from {{ cookiecutter.package }}.registry.tracking import client as registry_client
 
     return registry_client(load_settings().registry)
 

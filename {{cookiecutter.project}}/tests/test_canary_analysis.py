@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package }}.config import ParamsError, parse_settings
-from {{ cookiecutter.package }}.lifecycle.caddy import splitter_config
-from {{ cookiecutter.package }}.lifecycle.canary_analysis import (
+from {{ cookiecutter.package }}.rollout.analysis import (
     parse,
     psi,
     quantile,
     shift_p_value,
     tail_p_value,
 )
+from {{ cookiecutter.package }}.rollout.caddy import splitter_config
 
 LABELS = {"runner_name": "svc", "service_name": "svc", "service_version": "not available"}
 SCORE_BOUNDS = [round(0.05 * step, 2) for step in range(1, 20)]

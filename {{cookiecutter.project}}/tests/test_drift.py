@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import DriftSettings
 from {{ cookiecutter.package }}.data import write_table
-from {{ cookiecutter.package }}.lifecycle.drift import (
+from {{ cookiecutter.package }}.monitoring.drift import (
     SCORE,
     DriftError,
     chi2_homogeneity,

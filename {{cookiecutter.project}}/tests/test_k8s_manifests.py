@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import ParamsError, parse_settings
-from {{ cookiecutter.package }}.lifecycle import k8s
+from {{ cookiecutter.package }}.rollout import k8s
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package }}.contract.schema import FEATURES
-from {{ cookiecutter.package }}.lifecycle.canary import Server
-from {{ cookiecutter.package }}.lifecycle.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
+from {{ cookiecutter.package }}.monitoring.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
+from {{ cookiecutter.package }}.rollout.servers import Server
 from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from {{ cookiecutter.package }}.lifecycle.promotion import ROUNDING, PromotionError, decide
+from {{ cookiecutter.package }}.registry.promotion import ROUNDING, PromotionError, decide
 
 HIGHER = {"roc_auc": True, "accuracy": True, "log_loss": False}
 score = st.floats(0, 1, allow_subnormal=False)

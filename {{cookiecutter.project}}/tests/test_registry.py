@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from {{ cookiecutter.package }}.config import load_settings
-from {{ cookiecutter.package }}.lifecycle.registry import tracking_uri
+from {{ cookiecutter.package }}.registry.tracking import tracking_uri
 
 
 def test_an_empty_tracking_uri_in_the_environment_counts_as_unset(

@@ -28,7 +28,7 @@ from bad_records import broken_records
 from hypothesis import HealthCheck, given, settings
 
 from {{ cookiecutter.package }}.contract.schema import FEATURES
-from {{ cookiecutter.package }}.lifecycle.canary import Server
+from {{ cookiecutter.package }}.rollout.servers import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

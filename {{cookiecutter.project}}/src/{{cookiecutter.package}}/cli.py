@@ -273,7 +273,7 @@ def render_k8s(
     ] = False,
 ) -> None:
     """Render deploy/k8s rollout.yaml and analysis-template.yaml from params.yaml canary/k8s."""
-    from {{ cookiecutter.package }}.lifecycle import k8s
+    from {{ cookiecutter.package }}.rollout import k8s
 
     if check:
         stale = k8s.stale(config.load_settings())
@@ -294,7 +294,7 @@ def k8s_release(
     image: Annotated[str, typer.Option(help="pushed image, registry/name@sha256:<digest>")],
 ) -> None:
     """Write build/k8s-release/kustomization.yaml: deploy/k8s with IMAGE, for `kubectl apply -k`."""
-    from {{ cookiecutter.package }}.lifecycle import k8s
+    from {{ cookiecutter.package }}.rollout import k8s
 
     k8s.check(config.load_settings())  # a bad setting stops here, before the cluster
     console.print(f"wrote {k8s.write_release(image)} ({image})", highlight=False)
@@ -304,7 +304,7 @@ def k8s_release(
 @friendly
 def k8s_timeout() -> None:
     """Print params.yaml k8s.rollout_timeout_seconds as `kubectl argo rollouts status` reads it."""
-    from {{ cookiecutter.package }}.lifecycle import k8s
+    from {{ cookiecutter.package }}.rollout import k8s
 
     settings = k8s.check(config.load_settings())
     print(f"{settings.k8s.rollout_timeout_seconds}s")
@@ -324,7 +324,7 @@ def promote(
     """Champion/challenger: both on the same holdout; the challenger wins or the champion stays."""
     import json
 
-    from {{ cookiecutter.package }}.lifecycle import champion
+    from {{ cookiecutter.package }}.registry import champion
 
     settings = config.load_settings()
     if not config.REGISTRY_RECORD.exists():
@@ -355,8 +355,8 @@ def retrain_report() -> None:
     import json
     import os
 
-    from {{ cookiecutter.package }}.lifecycle import champion
     from {{ cookiecutter.package }}.lifecycle.retrain import write
+    from {{ cookiecutter.package }}.registry import champion
 
     path = write(config.load_settings())
     console.print(f"pull request body -> {path}", highlight=False)
@@ -396,8 +396,8 @@ def drift(
     from {{ cookiecutter.package }}.contract.records import column_kind
     from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
     from {{ cookiecutter.package }}.data import read_table
-    from {{ cookiecutter.package }}.lifecycle.drift import drift as compare
-    from {{ cookiecutter.package }}.lifecycle.drift import write_report
+    from {{ cookiecutter.package }}.monitoring.drift import drift as compare
+    from {{ cookiecutter.package }}.monitoring.drift import write_report
 
     settings = config.load_settings()
     kinds = {name: column_kind(c) for name, c in ModelInput.to_schema().columns.items()}
@@ -449,7 +449,7 @@ def monitor(
     import os
 
     from {{ cookiecutter.package }}.data import read_table
-    from {{ cookiecutter.package }}.lifecycle import monitor as watch
+    from {{ cookiecutter.package }}.monitoring import monitor as watch
     from {{ cookiecutter.package }}.serving.choice import choose, load
 
     settings = config.load_settings()
@@ -500,7 +500,7 @@ def monitoring_rules(
     ] = False,
 ) -> None:
     """Render deploy/monitoring/alerts.yml (and its promtool tests) from params.yaml."""
-    from {{ cookiecutter.package }}.lifecycle import alerts
+    from {{ cookiecutter.package }}.monitoring import alerts
 
     settings = config.load_settings().monitoring
     rendered = {
@@ -556,7 +556,8 @@ def canary(
     ] = False,
 ) -> None:
     """Local canary: champion vs challenger behind Caddy; promote, or roll back and exit 1."""
-    from {{ cookiecutter.package }}.lifecycle.canary import REPORT, SUMMARY, plan, write_reports
+    from {{ cookiecutter.package }}.rollout.canary import plan
+    from {{ cookiecutter.package }}.rollout.loop import REPORT, SUMMARY, write_reports
 
     settings = config.load_settings()
     overrides: dict[str, Any] = {}

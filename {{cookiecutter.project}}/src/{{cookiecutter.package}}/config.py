@@ -147,7 +147,7 @@ class PromotionSettings(Strict):
     guardrails: dict[MetricName, Annotated[float, Field(ge=0)]]
 
 
-# --- drift (lifecycle/drift.py; the verdict rule is in its docstring) ---
+# --- drift (monitoring/drift.py; the verdict rule is in its docstring) ---
 NumericStat = Literal["wasserstein", "psi"]
 CategoricalStat = Literal["jensen_shannon", "psi"]
 Distance = Annotated[float, Field(gt=0)]
@@ -204,7 +204,7 @@ class AlertSettings(Strict):
 
 
 class MonitoringSettings(Strict):
-    """Prediction sampling in the service and `monitor` (lifecycle/monitor.py)."""
+    """Prediction sampling in the service and `monitor` (monitoring/monitor.py)."""
 
     sample_rate: Annotated[float, Field(ge=0, le=1)]
     sink: Annotated[str, Field(min_length=1)]

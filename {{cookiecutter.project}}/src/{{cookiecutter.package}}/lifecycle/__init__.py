@@ -1,1 +1,1 @@
-"""The model's life after training: gate, promotion, drift, monitoring and deploys."""
+"""The decisions around a change: the PR quality gate, the PR report, the retraining report."""

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 
 from {{ cookiecutter.package }}.config import METRICS_FILE, Settings
-from {{ cookiecutter.package }}.lifecycle.history import resolve, show
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.registry.history import resolve, show
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def base_metrics(base_ref: str) -> dict[str, float] | None:
 
 def baseline(settings: Settings, base_ref: str) -> tuple[dict[str, float] | None, str]:
     """What a candidate is judged against, and that baseline's name for the verdict."""
-    from {{ cookiecutter.package }}.lifecycle.champion import current
+    from {{ cookiecutter.package }}.registry.champion import current
 
     champion = current(settings)
     if champion is not None:

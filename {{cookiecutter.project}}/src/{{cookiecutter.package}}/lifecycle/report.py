@@ -20,10 +20,10 @@ import yaml
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.config import Settings, flatten
 from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
-from {{ cookiecutter.package }}.lifecycle.history import describe_head, resolve, show
 from {{ cookiecutter.package }}.lifecycle.retrain import DRIFT_MARKDOWN
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
+from {{ cookiecutter.package }}.registry.history import describe_head, resolve, show
 
 PLOT_TITLES = {"roc": "ROC", "precision_recall": "Precision-recall", "confusion": "Confusion"}
 ARTIFACT_NAME = "model-report"

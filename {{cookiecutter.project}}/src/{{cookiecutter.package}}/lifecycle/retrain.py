@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.lifecycle.champion import PROMOTION_RECORD
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.registry.champion import PROMOTION_RECORD
 
 DRIFT_MARKDOWN = Path("reports/drift.md")
 RETRAIN_BODY = Path("reports/retrain.md")

@@ -6,7 +6,6 @@ caller (training, evaluation, batch, the service) gets the same features by cons
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -19,9 +18,9 @@ from sklearn.pipeline import Pipeline
 
 from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
+from {{ cookiecutter.package }}.modeling.meta import read_meta, write_meta
 from {{ cookiecutter.package }}.modeling.trees import CompiledTrees, compile_trees
 
-META_FILE = "meta.json"
 # Up to this many records, predict_records evaluates the compiled trees (modeling/trees.py);
 # beyond, the classifier's own predict_proba. The compiled trees decide every node for every
 # row, so their cost grows with rows x nodes, while the classifier's is mostly a fixed cost per
@@ -88,28 +87,14 @@ class SklearnModel:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.pipeline, directory / "pipeline.joblib")
-        _write_meta(directory, self.family, self.params, self.seed)
+        write_meta(directory, self.family, self.params, self.seed)
 
     @classmethod
     def load(cls, directory: Path) -> SklearnModel:
-        meta = _read_meta(directory)
+        meta = read_meta(directory)
         model = cls(meta["params"], meta["seed"])
         model.pipeline = joblib.load(directory / "pipeline.joblib")
         return model
-
-
-def _write_meta(directory: Path, family: str, params: dict[str, Any], seed: int) -> None:
-    meta = {"family": family, "params": params, "seed": seed}
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def _read_meta(directory: Path) -> dict[str, Any]:
-    path = directory / META_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{directory} holds no model ({META_FILE} missing): run `make repro`."
-        )
-    return json.loads(path.read_text())
 
 
 def _family(name: str) -> type:
@@ -132,4 +117,4 @@ def build_model(family: str, params: dict[str, Any], seed: int) -> ChurnModel:
 
 def load_model(directory: Path) -> ChurnModel:
     """Load whatever family was saved in ``directory``."""
-    return _family(_read_meta(directory)["family"]).load(directory)
+    return _family(read_meta(directory)["family"]).load(directory)

@@ -30,10 +30,9 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from {{ cookiecutter.package }}.modeling import HISTORY_FILE
 from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
-from {{ cookiecutter.package }}.modeling.model import _read_meta, _write_meta
+from {{ cookiecutter.package }}.modeling.meta import HISTORY_FILE, read_meta, write_meta
 
 WEIGHTS_FILE = "weights.pt"
 PREPROCESSOR_FILE = "preprocessor.joblib"
@@ -209,11 +208,11 @@ class TorchModel:
         torch.save(state, directory / WEIGHTS_FILE)
         joblib.dump(self.preprocessor, directory / PREPROCESSOR_FILE)
         (directory / HISTORY_FILE).write_text(json.dumps(asdict(self.history), indent=2) + "\n")
-        _write_meta(directory, self.family, self.params, self.seed)
+        write_meta(directory, self.family, self.params, self.seed)
 
     @classmethod
     def load(cls, directory: Path) -> TorchModel:
-        meta = _read_meta(directory)
+        meta = read_meta(directory)
         model = cls(meta["params"], meta["seed"])
         model.preprocessor = joblib.load(directory / PREPROCESSOR_FILE)
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.lifecycle.registry import log_and_register
+from {{ cookiecutter.package }}.registry.tracking import log_and_register
 
 
 def run(

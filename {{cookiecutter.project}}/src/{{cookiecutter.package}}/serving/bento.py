@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from {{ cookiecutter.package }}.lifecycle.registry import RUNTIME_PACKAGES, pins
+from {{ cookiecutter.package }}.registry.tracking import RUNTIME_PACKAGES, pins
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, Choice, ModelInfo, export
 
 BENTOFILE = Path("bentofile.yaml")

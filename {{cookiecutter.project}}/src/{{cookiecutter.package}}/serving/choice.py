@@ -20,16 +20,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.package }}.modeling.model import META_FILE, ChurnModel, load_model
+from {{ cookiecutter.package }}.modeling.meta import META_FILE
+from {{ cookiecutter.package }}.modeling.model import ChurnModel, load_model
+from {{ cookiecutter.package }}.registry.tracking import (
+    ModelNotFound,
+    download,
+    tracking_uri,
+    version_for_alias,
+)
 
 DEFAULT_ALIASES = ("champion", "challenger")
 # The name of the model in BentoML's store: `make build` writes it, the service declares it.
 BENTO_MODEL = "{{ cookiecutter.package }}"
 INFO_FILE = "serving.json"
-
-
-class ModelNotFound(FileNotFoundError):
-    """No model where the choice points; the message says how to get one."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,6 @@ def _settings():
 
 def _download(choice: Choice, target: Path) -> ModelInfo:
     """The registered version the choice names (or its first alias that is set)."""
-    import mlflow
-
-    from {{ cookiecutter.package }}.lifecycle.registry import client, tracking_uri, version_for_alias
-
     settings = _settings()
     registry = settings.registry
     version, alias = choice.version, ""
@@ -141,16 +140,7 @@ def _download(choice: Choice, target: Path) -> ModelInfo:
                 f"{' or '.join(map(repr, choice.aliases))} in {tracking_uri(registry)}: run "
                 "`make repro` to register one, or set SERVE_MODEL_DIR / SERVE_MODEL_VERSION."
             )
-    name = registry.model_name
-    run_id = client(registry).get_model_version(name, version).run_id or ""
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=scratch)
-        )
-        # The pyfunc wrapper keeps our saved directory as its "model" artifact.
-        found = [path.parent for path in root.rglob(META_FILE)]
-        if not found:
-            raise ModelNotFound(f"model {name} v{version} holds no {META_FILE}")
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(found[0], target)
-    return ModelInfo(name, version, "mlflow", settings.evaluate.threshold, alias, run_id)
+    run_id = download(registry, version, target)
+    return ModelInfo(
+        registry.model_name, version, "mlflow", settings.evaluate.threshold, alias, run_id
+    )

@@ -29,13 +29,8 @@ from starlette.responses import JSONResponse
 from {{ cookiecutter.package }}.contract.records import contract, problem_dicts
 from {{ cookiecutter.package }}.contract.schema import Problem
 from {{ cookiecutter.package }}.modeling.model import ChurnModel
-from {{ cookiecutter.package }}.serving.choice import (
-    BENTO_MODEL,
-    ModelInfo,
-    ModelNotFound,
-    choose,
-    load,
-)
+from {{ cookiecutter.package }}.registry.tracking import ModelNotFound
+from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, ModelInfo, choose, load
 from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler_from_settings
 
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))

@@ -22,7 +22,7 @@ from {{ cookiecutter.package }}.config import (
     ParamsError,
     Settings,
 )
-from {{ cookiecutter.package }}.lifecycle.canary_analysis import SMOOTHING
+from {{ cookiecutter.package }}.rollout.analysis import SMOOTHING
 
 APP = "{{ cookiecutter.project }}"
 DEPLOY_DIR = Path("deploy/k8s")

@@ -6,7 +6,7 @@ drift ask GitHub to retrain.
 1. reads the samples the service kept (serving/sampling.py) over the last
    ``monitoring.window_hours``;
 2. compares their contract fields and scores with the training split and the model's scores of
-   it, through the drift module (lifecycle/drift.py, thresholds in params.yaml ``drift:``);
+   it, through the drift module (monitoring/drift.py, thresholds in params.yaml ``drift:``);
 3. writes ``reports/monitor.json`` and Prometheus gauges in the textfile-collector format
    (``reports/monitor.prom``: ``model_drift_detected``, ``model_drifted_columns``);
 4. on drift, sends GitHub's ``repository_dispatch`` event ``monitoring.event_type``, which starts
@@ -135,7 +135,7 @@ def judge(
     drift_settings: Any,
 ) -> Any:
     """The one call into the drift module (a rename there is a change here only)."""
-    from {{ cookiecutter.package }}.lifecycle.drift import drift
+    from {{ cookiecutter.package }}.monitoring.drift import drift
 
     return drift(
         reference,

@@ -15,6 +15,7 @@ promotes (retraining, a canary that passed, a person) calls ``promote``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -23,8 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.config import METRICS_FILE, Settings
-from {{ cookiecutter.package }}.lifecycle import history
-from {{ cookiecutter.package }}.lifecycle.registry import client, tracking_uri, version_for_alias
+from {{ cookiecutter.package }}.registry import history
+from {{ cookiecutter.package }}.registry.tracking import (
+    ModelNotFound,
+    client,
+    download,
+    tracking_uri,
+    version_for_alias,
+)
 
 ALIAS = "champion"
 TAG_PREFIX = "champion-"
@@ -159,8 +166,8 @@ class Challenge:
 
 def challenge(settings: Settings, challenger_dir: Path, holdout: Path, version: str) -> Challenge:
     """Score the challenger and the champion on ``holdout`` and decide (promotion.decide)."""
-    from {{ cookiecutter.package }}.lifecycle.promotion import decide
     from {{ cookiecutter.package }}.modeling.metrics import METRICS
+    from {{ cookiecutter.package }}.registry.promotion import decide
 
     champion = current(settings)
     challenger = _score(settings, challenger_dir, holdout)
@@ -200,17 +207,16 @@ def _score_champion(
     """The champion's metrics on this holdout, from the first place its model can be read."""
     import tempfile
 
-    from {{ cookiecutter.package }}.serving.choice import ModelNotFound, choose, export
-
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "champion"
         found = ""
-        try:
-            export(choose(alias=ALIAS), target)
-            found = f"the model with alias {ALIAS}"
-        except ModelNotFound:
-            if champion.source == "git tag" and _dvc_get(champion.where, target):
-                found = f"{champion.where}'s model"
+        version = version_for_alias(settings.registry, ALIAS)
+        if version is not None:
+            with contextlib.suppress(ModelNotFound):
+                download(settings.registry, version, target)
+                found = f"the model with alias {ALIAS}"
+        if not found and champion.source == "git tag" and _dvc_get(champion.where, target):
+            found = f"{champion.where}'s model"
         if found:
             return _score(settings, target, holdout), f"{found} scored on this holdout"
     return None, (

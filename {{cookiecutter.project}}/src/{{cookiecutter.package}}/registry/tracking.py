@@ -17,10 +17,16 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package }}.config import RegistrySettings, Settings, flatten
-from {{ cookiecutter.package }}.lifecycle.history import head
+from {{ cookiecutter.package }}.modeling.meta import HISTORY_FILE, META_FILE
+from {{ cookiecutter.package }}.registry.history import head
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+
+class ModelNotFound(FileNotFoundError):
+    """No model where a choice points; the message says how to get one."""
+
 
 RUNTIME_PACKAGES = ["scikit-learn", "pandas", "pandera", "numpy", "joblib"{% if cookiecutter.model == 'torch' %}, "torch"{% endif %}]
 
@@ -116,8 +122,6 @@ def log_and_register(
     """Log the run, register its model and point the alias from params.yaml at it."""
     import mlflow
 
-    from {{ cookiecutter.package }}.modeling import HISTORY_FILE
-
     registry = settings.registry
     store = client(registry)
     mlflow.set_experiment(registry.experiment)
@@ -161,3 +165,25 @@ def version_for_alias(settings: RegistrySettings, alias: str) -> str | None:
         return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
     except mlflow.exceptions.MlflowException:
         return None
+
+
+def download(settings: RegistrySettings, version: str, target: Path) -> str:
+    """Copy registered ``version``'s saved model directory to ``target``; return its run id."""
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    name = settings.model_name
+    run_id = client(settings).get_model_version(name, version).run_id or ""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=scratch)
+        )
+        # The pyfunc wrapper keeps our saved directory as its "model" artifact.
+        found = [path.parent for path in root.rglob(META_FILE)]
+        if not found:
+            raise ModelNotFound(f"model {name} v{version} holds no {META_FILE}")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(found[0], target)
+    return run_id
