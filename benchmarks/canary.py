@@ -57,8 +57,8 @@ def prepare(project: Path):
     """Train the stable model and a shifted one (flipped labels); holdout records."""
     from bench_canary.config import load_settings
     from bench_canary.data import anonymise, load_source, split
-    from bench_canary.rollout.traffic import read_records
     from bench_canary.pipeline.train import fit
+    from bench_canary.rollout.traffic import read_records
 
     settings = load_settings()
     data = settings.data

@@ -6,6 +6,7 @@ example. cookiecutter deletes the half-made directory when this hook exits non-z
 
 from __future__ import annotations
 
+import itertools
 import json
 import keyword
 import re
@@ -34,6 +35,8 @@ CRON_FIELDS = [
     ("day of week", 0, 7),
 ]
 CRON_ATOM = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+# GitHub runs a schedule at most every 5 minutes (and actionlint rejects a shorter interval).
+MIN_CRON_GAP_MINUTES = 5
 
 
 def check_project(value: str) -> str | None:
@@ -79,6 +82,30 @@ def _cron_field_ok(field: str, low: int, high: int) -> bool:
     return True
 
 
+def _cron_values(field: str, low: int, high: int) -> set[int]:
+    """The numbers a valid cron field matches (``*/15`` -> 0, 15, 30, 45)."""
+    values: set[int] = set()
+    for atom in field.split(","):
+        match = CRON_ATOM.match(atom)
+        span, step = match.group(1), int(match.group(3)[1:]) if match.group(3) else 1
+        if span == "*":
+            first, last = low, high
+        else:
+            numbers = [int(n) for n in span.split("-")]
+            first, last = numbers[0], numbers[-1] if len(numbers) == 2 or step == 1 else high
+        values.update(range(first, last + 1, step))
+    return values
+
+
+def shortest_cron_gap(minute: str, hour: str) -> int:
+    """The fewest minutes between two runs of a schedule on one day or across midnight."""
+    runs = sorted(
+        h * 60 + m for h in _cron_values(hour, 0, 23) for m in _cron_values(minute, 0, 59)
+    )
+    gaps = [b - a for a, b in itertools.pairwise(runs)] + [runs[0] + 1440 - runs[-1]]
+    return min(gaps)
+
+
 def check_cron(value: str) -> str | None:
     fields = value.split()
     example = "(example: '0 6 * * 1' = Mondays 06:00 UTC)"
@@ -93,6 +120,13 @@ def check_cron(value: str) -> str | None:
                 f"ERROR: retrain_schedule {value!r} has an invalid {name} field {field!r}: "
                 f"use *, numbers {low}-{high}, ranges, lists or steps {example}."
             )
+    gap = shortest_cron_gap(fields[0], fields[1])
+    if gap < MIN_CRON_GAP_MINUTES:
+        return (
+            f"ERROR: retrain_schedule {value!r} runs {gap} minute(s) apart; GitHub runs "
+            f"schedules at most every {MIN_CRON_GAP_MINUTES} minutes: space the runs at least "
+            f"that far {example}."
+        )
     return None
 
 

@@ -28,6 +28,7 @@ ALWAYS = {
     ".github/workflows/train.yml",
     ".gitignore",
     "Makefile",
+    "ci.mk",
     "bentofile.yaml",
     "README.md",
     "dvc.yaml",
@@ -55,6 +56,7 @@ ALWAYS = {
     "src/{package}/modeling/trees.py",
     "src/{package}/monitoring/__init__.py",
     "src/{package}/monitoring/alerts.py",
+    "src/{package}/monitoring/compare.py",
     "src/{package}/monitoring/drift.py",
     "src/{package}/monitoring/monitor.py",
     "src/{package}/pipeline/__init__.py",
@@ -97,6 +99,7 @@ ALWAYS = {
     "tests/test_drift.py",
     "tests/test_fast_path.py",
     "tests/test_model.py",
+    "tests/test_paths.py",
     "tests/test_promotion.py",
     "tests/test_registry.py",
     "tests/test_properties.py",
@@ -286,3 +289,74 @@ def test_the_project_name_is_never_hard_coded(tmp_path: Path) -> None:
         if "churn-model" in text or "churn_model" in text
     }
     assert leftovers == set()
+
+
+def make_help(project: Path) -> dict[str, list[str]]:
+    """`make help` as {section heading: [target, ...]}; "" holds targets before any heading."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "help"], cwd=project, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    sections: dict[str, list[str]] = {"": []}
+    heading = ""
+    for line in result.stdout.splitlines():
+        if line and not line.startswith(" "):
+            heading = line
+            sections[heading] = []
+        elif line.strip():
+            sections[heading].append(line.split()[0])
+    assert "$(" not in result.stdout, "a help text shows an unexpanded make variable"
+    return sections
+
+
+def test_make_help_is_grouped_by_section(baked) -> None:
+    """Every documented target sits under a heading; CI plumbing under its own, and nothing a
+    person runs day to day is hidden there."""
+    _, project = baked
+    sections = make_help(project)
+    assert sections[""] == ["help"]
+    ci = [
+        name for heading, names in sections.items() if heading.startswith("CI ") for name in names
+    ]
+    assert {"require", "required-check", "comment", "retrain-pr", "champion-push"} <= set(ci)
+    everyday = {
+        "setup",
+        "test",
+        "repro",
+        "serve",
+        "build",
+        "retrain",
+        "promote",
+        "monitor",
+        "canary",
+    }
+    assert everyday.isdisjoint(ci)
+    listed = [name for names in sections.values() for name in names]
+    assert len(listed) == len(set(listed)), "a target is listed twice"
+    documented = {
+        line.split(":")[0]
+        for name in ("Makefile", "ci.mk", "gpu-runner.mk")
+        if (project / name).exists()
+        for line in (project / name).read_text().splitlines()
+        if re.match(r"^[a-zA-Z0-9_-]+:.*## ", line)
+    }
+    assert set(listed) == documented
+
+
+SETTING = re.compile(r"^\| (environment|variable|secret) \| `([A-Za-z0-9_-]+)` \|", re.MULTILINE)
+WORKFLOW_READS = {
+    "environment": re.compile(r"^\s+environment:\s*([A-Za-z0-9_-]+)", re.MULTILINE),
+    "variable": re.compile(r"\bvars\.([A-Z0-9_]+)"),
+    "secret": re.compile(r"\bsecrets\.([A-Z0-9_]+)"),
+}
+
+
+def test_readme_lists_exactly_the_github_settings_the_workflows_read(baked) -> None:
+    """Nothing a user must create is missing from the README, nothing listed is never read."""
+    _, project = baked
+    sources = [*project.glob(".github/workflows/*.yml"), *project.glob(".github/actions/*/*.yml")]
+    text = "\n".join(path.read_text() for path in sources)
+    read = {(kind, name) for kind, rule in WORKFLOW_READS.items() for name in rule.findall(text)}
+    readme = (project / "README.md").read_text()
+    listed = set(SETTING.findall(readme))
+    assert listed == read

@@ -23,6 +23,9 @@ INVALID_ANSWERS = [
     ({"retrain_schedule": "0 6 * 13 1"}, "invalid month field '13'", "0 6 * * 1"),
     ({"retrain_schedule": "0 6 * * mon"}, "invalid day of week field 'mon'", "0 6 * * 1"),
     ({"retrain_schedule": "*/0 6 * * 1"}, "invalid minute field '*/0'", "0 6 * * 1"),
+    ({"retrain_schedule": "* * * * *"}, "runs 1 minute(s) apart", "0 6 * * 1"),
+    ({"retrain_schedule": "*/4 6 * * 1"}, "runs 4 minute(s) apart", "0 6 * * 1"),
+    ({"retrain_schedule": "0,58 * * * *"}, "runs 2 minute(s) apart", "0 6 * * 1"),
 ]
 
 
@@ -94,7 +97,17 @@ def test_pre_gen_accepts_defaults_and_hostile_but_valid_text() -> None:
     assert hook.errors(hook.ANSWERS) == []
 
 
-@pytest.mark.parametrize("cron", ["0 6 * * 1", "*/15 * * * *", "0 0 1,15 * *", "30 2 * 1-6 0-5/2"])
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 6 * * 1",
+        "*/15 * * * *",
+        "0 0 1,15 * *",
+        "30 2 * 1-6 0-5/2",
+        "*/5 * * * *",
+        "3,58 * * * *",
+    ],
+)
 def test_valid_cron_schedules_pass(cron: str) -> None:
     hook = render_hook("pre_gen_project.py")
     assert hook.check_cron(cron) is None

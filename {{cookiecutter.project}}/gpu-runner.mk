@@ -1,5 +1,7 @@
 {%- set cloud = cookiecutter.gpu_runner[6:] -%}
-# --- single-use {{ cloud }} GPU runner for train.yml (CML drives Terraform) ---------------------
+# Single-use {{ cloud }} GPU runner for train.yml: CML drives Terraform. Included by the Makefile.
+
+##@ CI plumbing: the single-use {{ cloud }} GPU runner (train.yml)
 # Empty values (unset repository variables in CI) fall back to these defaults.
 CLOUD := {{ cloud }}
 {%- if cloud == 'aws' %}

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import yaml
 
-from {{ cookiecutter.package }}.config import MonitoringSettings, parse_settings
-from {{ cookiecutter.package }}.monitoring.alerts import (
-    RULES_FILE,
-    TESTS_FILE,
-    render_rules,
-    render_tests,
+from {{ cookiecutter.package }}.config import (
+    ALERT_RULES,
+    ALERT_TESTS,
+    MonitoringSettings,
+    parse_settings,
 )
+from {{ cookiecutter.package }}.monitoring.alerts import render_rules, render_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +24,10 @@ def settings(**alerts: float) -> MonitoringSettings:
 
 
 def test_committed_rules_and_their_tests_equal_the_rendering_of_params() -> None:
-    assert (ROOT / RULES_FILE).read_text() == render_rules(settings()), (
+    assert (ROOT / ALERT_RULES).read_text() == render_rules(settings()), (
         "run `make monitoring-rules`"
     )
-    assert (ROOT / TESTS_FILE).read_text() == render_tests(settings())
+    assert (ROOT / ALERT_TESTS).read_text() == render_tests(settings())
 
 
 def test_each_threshold_reaches_its_rule() -> None:

@@ -132,6 +132,39 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
+# A command parses its options and calls one function of the package: its body (past the
+# docstring and imports) holds at most this many statements.
+COMMAND_STATEMENTS = 8
+
+
+def commands() -> list[ast.FunctionDef]:
+    tree = ast.parse((SOURCE / "cli.py").read_text())
+    return [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("app.command" in ast.unparse(decorator) for decorator in node.decorator_list)
+    ]
+
+
+def statements(function: ast.FunctionDef) -> int:
+    body = [
+        node
+        for node in function.body
+        if not isinstance(node, ast.Import | ast.ImportFrom)
+        and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+    ]
+    return sum(isinstance(inner, ast.stmt) for node in body for inner in ast.walk(node))
+
+
+def test_commands_only_parse_and_call() -> None:
+    """The work of a command lives in the room it belongs to, where the Makefile's and the
+    workflows' callers and the tests reach it too."""
+    found = {command.name: statements(command) for command in commands()}
+    assert len(found) > 10
+    assert {name: n for name, n in found.items() if n > COMMAND_STATEMENTS} == {}
+
+
 def test_the_walk_sees_real_imports() -> None:
     """Guards the guard: the train stage's known imports are found, and so is a lazy import
     inside a function (the command line imports every stage that way)."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }}.data import anonymise, ingest, labels, read_table
+from {{ cookiecutter.package }}.data import (
+    PII_SALT_ENV,
+    anonymise,
+    ingest,
+    labels,
+    read_table,
+    unsalted_warning,
+)
 
 
 def test_pii_is_hashed_deterministically_and_salted(raw_frame: pd.DataFrame, monkeypatch) -> None:
@@ -16,6 +23,16 @@ def test_pii_is_hashed_deterministically_and_salted(raw_frame: pd.DataFrame, mon
     monkeypatch.setenv("PII_SALT", "another-salt")
     salted = anonymise(raw_frame.head(50), ["customer_id"], [])
     assert not set(salted["customer_id"]) & set(first["customer_id"])
+
+
+def test_an_unsalted_hash_is_named_once_with_what_it_allows(monkeypatch) -> None:
+    monkeypatch.delenv(PII_SALT_ENV, raising=False)
+    warning = unsalted_warning(["account"])
+    assert warning is not None and warning.startswith(f"{PII_SALT_ENV} is empty")
+    assert "account" in warning and "dictionary" in warning
+    assert unsalted_warning([]) is None  # nothing hashed: nothing to salt
+    monkeypatch.setenv(PII_SALT_ENV, "a-long-random-string")
+    assert unsalted_warning(["account"]) is None
 
 
 def test_dropped_pii_is_gone_and_absent_columns_are_tolerated(raw_frame: pd.DataFrame) -> None:

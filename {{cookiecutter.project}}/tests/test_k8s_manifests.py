@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
-from {{ cookiecutter.package }}.config import ParamsError, parse_settings
+from {{ cookiecutter.package }}.config import K8S_DIR, K8S_RELEASE_DIR, ParamsError, parse_settings
 from {{ cookiecutter.package }}.rollout import k8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def params() -> dict:
 
 def test_committed_manifests_equal_a_fresh_render(params: dict) -> None:
     # Fails after an edit of params.yaml canary:/k8s: until `make k8s-manifests` is rerun.
-    assert k8s.stale(parse_settings(params), ROOT / k8s.DEPLOY_DIR) == []
+    assert k8s.stale(parse_settings(params), ROOT / K8S_DIR) == []
 
 
 def test_rollout_steps_and_analysis_thresholds_are_those_of_params(params: dict) -> None:
@@ -128,7 +128,7 @@ def test_release_overlay_pins_the_pushed_digest(tmp_path: Path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     image = f"ghcr.io/acme/{{ cookiecutter.project }}@{DIGEST}"
     assert runner.invoke(app, ["k8s-release", "--image", image]).exit_code == 0
-    overlay = yaml.safe_load((tmp_path / k8s.RELEASE_DIR / "kustomization.yaml").read_text())
+    overlay = yaml.safe_load((tmp_path / K8S_RELEASE_DIR / "kustomization.yaml").read_text())
     base = yaml.safe_load((tmp_path / "deploy" / "k8s" / "kustomization.yaml").read_text())
     assert overlay["resources"] == ["../../deploy/k8s"]
     assert overlay["images"] == [
@@ -151,4 +151,4 @@ def test_a_bad_image_is_refused_before_anything_is_written(
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["k8s-release", "--image", image])
     assert result.exit_code == 1 and "is not an image reference" in result.output
-    assert not (tmp_path / k8s.RELEASE_DIR).exists()
+    assert not (tmp_path / K8S_RELEASE_DIR).exists()

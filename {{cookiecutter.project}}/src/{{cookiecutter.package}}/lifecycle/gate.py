@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from {{ cookiecutter.package }}.config import METRICS_FILE, Settings
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
@@ -89,3 +90,10 @@ def check(
         change = "improved" if regression < 0 else "unchanged"
     reason = f"{name} {change} vs {against}: {before:.4f} -> {now:.4f}"
     return Verdict(True, reason, name, now, before)
+
+
+def judge_file(settings: Settings, base_ref: str, metrics_file: Path = METRICS_FILE) -> Verdict:
+    """``make gate``: this run's metrics.json against the champion, else ``base_ref``."""
+    if not metrics_file.exists():
+        raise FileNotFoundError(f"{metrics_file} not found: run `make repro` first")
+    return check(settings, json.loads(metrics_file.read_text()), *baseline(settings, base_ref))

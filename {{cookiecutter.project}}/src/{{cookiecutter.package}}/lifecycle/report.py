@@ -18,9 +18,8 @@ from typing import Any
 import yaml
 
 from {{ cookiecutter.package }} import config
-from {{ cookiecutter.package }}.config import Settings, flatten
+from {{ cookiecutter.package }}.config import DRIFT_MARKDOWN, Settings, flatten
 from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
-from {{ cookiecutter.package }}.lifecycle.retrain import DRIFT_MARKDOWN
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
 from {{ cookiecutter.package }}.registry.history import describe_head, resolve, show

@@ -8,15 +8,12 @@ run. It reads only files the earlier steps wrote, so any step can be rerun on it
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.package }}.config import Settings
+from {{ cookiecutter.package }}.config import DRIFT_MARKDOWN, PROMOTION_RECORD, RETRAIN_BODY, Settings
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
-from {{ cookiecutter.package }}.registry.champion import PROMOTION_RECORD
-
-DRIFT_MARKDOWN = Path("reports/drift.md")
-RETRAIN_BODY = Path("reports/retrain.md")
 
 
 def body(settings: Settings) -> str:
@@ -85,4 +82,18 @@ def drift_section() -> list[str]:
 def write(settings: Settings, path: Path = RETRAIN_BODY) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body(settings))
+    return path
+
+
+def publish(settings: Settings, path: Path = RETRAIN_BODY) -> Path:
+    """Write the body; in GitHub Actions also as the run's summary, and whether the challenger
+    wins (step output ``wins``: retrain.yml opens a pull request only then)."""
+    write(settings, path)
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(summary, "a") as handle:
+            handle.write(path.read_text())
+    if output := os.environ.get("GITHUB_OUTPUT"):
+        wins = json.loads(PROMOTION_RECORD.read_text())["evidence"]["decision"]["promote"]
+        with open(output, "a") as handle:
+            handle.write(f"wins={str(wins).lower()}\n")
     return path

@@ -36,7 +36,15 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.package }}.config import MonitoringSettings
+from {{ cookiecutter.package }}.config import (
+    MONITOR_RECORD,
+    MONITOR_TEXTFILE,
+    TRAIN_SPLIT,
+    MonitoringSettings,
+    Settings,
+)
+from {{ cookiecutter.package }}.data import read_table
+from {{ cookiecutter.package }}.serving.choice import Choice, load
 from {{ cookiecutter.package }}.serving.sampling import SCORE, VERSION, read_window
 
 TOKEN_ENV = "GITHUB_TOKEN"
@@ -258,8 +266,8 @@ def monitor(
     repository: str | None = None,
     api_url: str | None = None,
     token: str | None = None,
-    report_path: Path = Path("reports/monitor.json"),
-    textfile: Path | None = Path("reports/monitor.prom"),
+    report_path: Path = MONITOR_RECORD,
+    textfile: Path | None = MONITOR_TEXTFILE,
     reference_name: str = "",
 ) -> Outcome:
     """One monitoring run over the window ending ``now``; sends the dispatch when it drifts."""
@@ -327,3 +335,50 @@ def _write(record: dict[str, Any], report_path: Path, textfile: Path | None) -> 
     write_json(report_path, record)
     if textfile is not None:
         write_textfile(textfile, record)
+
+
+def run(
+    settings: Settings,
+    choice: Choice,
+    reference: Path = TRAIN_SPLIT,
+    *,
+    repository: str | None = None,
+    api_url: str | None = None,
+    report_path: Path = MONITOR_RECORD,
+    textfile: Path | None = MONITOR_TEXTFILE,
+) -> Outcome:
+    """``make monitor``: score the training reference with the chosen model, then ``monitor``."""
+    token = os.environ.get(TOKEN_ENV) or None
+    target(repository, api_url, token)  # a bad repository fails before any work
+    if not reference.exists():
+        raise MonitorError(f"{reference} not found: run `make repro` (or pass --reference)")
+    frame = read_table(reference)
+    model, info = load(choice)
+    scores = model.predict_proba(frame[list(contract_kinds())])[:, 1]
+    return monitor(
+        settings.monitoring,
+        settings.drift,
+        frame,
+        scores,
+        repository=repository,
+        api_url=api_url,
+        token=token,
+        report_path=report_path,
+        textfile=textfile,
+        reference_name=f"{reference} scored by {info.name} v{info.version}",
+    )
+
+
+def summary(outcome: Outcome, report_path: Path = MONITOR_RECORD) -> list[str]:
+    """What a run found and did, one line each (the dispatch itself is ``Dispatch.describe``)."""
+    record, window = outcome.record, outcome.record["window"]
+    lines = [
+        f"{outcome.status.replace('_', ' ')}: {window['samples']} samples over the last "
+        f"{window['hours']:g} h in {record['sink']} vs {record['reference']['rows']} reference "
+        f"rows -> {report_path}"
+    ]
+    if outcome.dispatch is not None and outcome.sent:
+        lines.append(f"sent {outcome.dispatch.body['event_type']} to {outcome.dispatch.url}")
+    elif outcome.dispatch is not None:
+        lines.append(f"{TOKEN_ENV} is not set: the request that would start retraining is:")
+    return lines

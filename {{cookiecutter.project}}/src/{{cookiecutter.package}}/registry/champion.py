@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.package }}.config import METRICS_FILE, Settings
+from {{ cookiecutter.package }}.config import METRICS_FILE, PROMOTION_RECORD, Settings
 from {{ cookiecutter.package }}.registry import history
 from {{ cookiecutter.package }}.registry.tracking import (
     ModelNotFound,
@@ -35,7 +35,6 @@ from {{ cookiecutter.package }}.registry.tracking import (
 
 ALIAS = "champion"
 TAG_PREFIX = "champion-"
-PROMOTION_RECORD = Path("reports/promotion.json")
 
 
 @dataclass(frozen=True)
@@ -238,3 +237,29 @@ def _dvc_get(tag: str, target: Path) -> bool:
         check=False,
     )
     return result.returncode == 0 and (target / "meta.json").exists()
+
+
+def decide_and_promote(
+    settings: Settings,
+    version: str,
+    model_dir: Path,
+    holdout: Path,
+    *,
+    approved_by: str,
+    decide_only: bool = False,
+) -> list[str]:
+    """``make promote``: challenge, then promote the winner or record why the champion stays.
+
+    Returns what happened, one line each, for the command line to print.
+    """
+    result = challenge(settings, model_dir, holdout, version)
+    decision = result.decision
+    lines = [f"{result.basis}; {decision.reason}"]
+    if decision.promote and not decide_only:
+        record = promote(settings, version, approved_by=approved_by, evidence=result.to_dict())
+        tag, name = record.get("git_tag") or "-", settings.registry.model_name
+        promoted = f"promoted {name} v{version} to champion (git tag {tag}) -> {PROMOTION_RECORD}"
+        return [*lines, promoted]
+    verdict = "would be promoted (--decide-only)" if decision.promote else "stays challenger"
+    keep(f"v{version} {verdict}: {decision.reason}", result.to_dict())
+    return [*lines, f"v{version} {verdict} -> {PROMOTION_RECORD}"]

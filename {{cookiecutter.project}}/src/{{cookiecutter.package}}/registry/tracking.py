@@ -187,3 +187,10 @@ def download(settings: RegistrySettings, version: str, target: Path) -> str:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(found[0], target)
     return run_id
+
+
+def registered_version(record: Path) -> str:
+    """The version the register stage wrote to ``record`` (reports/registry.json)."""
+    if not record.exists():
+        raise FileNotFoundError(f"{record} not found: run `make repro` to register one")
+    return str(json.loads(record.read_text())["version"])

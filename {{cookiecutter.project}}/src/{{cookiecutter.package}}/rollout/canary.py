@@ -12,14 +12,18 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from {{ cookiecutter.package }}.config import CanarySettings, Settings
+from {{ cookiecutter.package }}.config import (
+    CANARY_REPORT,
+    CANARY_SUMMARY,
+    CANARY_WORKDIR,
+    SERVICE,
+    CanarySettings,
+    Settings,
+)
 from {{ cookiecutter.package }}.rollout.caddy import CaddyFront
-from {{ cookiecutter.package }}.rollout.loop import Rollout, run_rollout
-from {{ cookiecutter.package }}.rollout.servers import SERVICE, Server, start_server
+from {{ cookiecutter.package }}.rollout.loop import Rollout, run_rollout, write_reports
+from {{ cookiecutter.package }}.rollout.servers import Server, start_server
 from {{ cookiecutter.package }}.rollout.steps import Step, step_line
-
-# Server and Caddy logs and state of the last local rollout.
-WORKDIR = Path("build/canary")
 
 
 def promote_version(
@@ -146,7 +150,7 @@ class Plan:
         return local_rollout(
             self.settings,
             self.sides,
-            WORKDIR,
+            CANARY_WORKDIR,
             self.version,
             promote if self.version else None,
             self.replay,
@@ -214,3 +218,32 @@ def _url(address: str | None) -> str | None:
         return None
     address = address.removeprefix("http://").rstrip("/")
     return f"http://{'127.0.0.1' if address.startswith(':') else ''}{address}"
+
+
+def run_canary(
+    settings: Settings,
+    *,
+    version: str | None = None,
+    stable_url: str | None = None,
+    canary_url: str | None = None,
+    replay: Path | None = None,
+    steps: str | None = None,
+    interval: int | None = None,
+    approved_by: str = "local",
+    keep_running: bool = False,
+    echo: Callable[[str], None] = print,
+) -> Rollout:
+    """``make canary``: plan, roll out, write the reports; ``steps`` is e.g. ``"25,100"``."""
+    overrides: dict[str, Any] = {}
+    if steps:
+        overrides["steps"] = [int(step) for step in steps.split(",")]
+    if interval is not None:
+        overrides["interval_seconds"] = interval
+    rollout_plan = plan(settings, version, stable_url, canary_url, replay, overrides)
+    echo(rollout_plan.headline)
+    rollout, traffic = rollout_plan.run(approved_by, keep_running, echo)
+    write_reports(rollout)
+    sent = f"; replayed {traffic['sent']} requests, {traffic['failed']} failed" if traffic else ""
+    echo(f"{rollout.verdict.upper()}: {rollout.reason}{sent}")
+    echo(f"analysis -> {CANARY_REPORT}, {CANARY_SUMMARY}")
+    return rollout

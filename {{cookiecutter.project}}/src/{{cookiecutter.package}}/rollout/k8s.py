@@ -17,16 +17,18 @@ from typing import Any
 import yaml
 
 from {{ cookiecutter.package }}.config import (
+    K8S_DIR,
+    K8S_RELEASE_DIR,
     CanarySettings,
     KubernetesSettings,
     ParamsError,
     Settings,
+    stale_files,
+    sync_rendered,
 )
 from {{ cookiecutter.package }}.rollout.analysis import SMOOTHING
 
 APP = "{{ cookiecutter.project }}"
-DEPLOY_DIR = Path("deploy/k8s")
-RELEASE_DIR = Path("build/k8s-release")
 ROLLOUT_FILE = "rollout.yaml"
 ANALYSIS_FILE = "analysis-template.yaml"
 # Upper bounds of the model_prediction_score buckets (serving/service.py); the last bin is
@@ -257,24 +259,17 @@ def render(settings: Settings) -> dict[str, str]:
     }
 
 
-def write(settings: Settings, directory: Path = DEPLOY_DIR) -> list[Path]:
-    """Render into `directory` (all checks pass before any file is written)."""
-    rendered = render(settings)
-    written = []
-    for name, text in rendered.items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    return written
+def write(settings: Settings, check: bool = False, directory: Path = K8S_DIR) -> list[Path]:
+    """Render into ``directory`` (all checks pass before any file is written); ``check``: write
+    nothing, fail naming the files that differ from params.yaml."""
+    rendered = {directory / name: text for name, text in render(settings).items()}
+    return sync_rendered(rendered, check, "make k8s-manifests")
 
 
-def stale(settings: Settings, directory: Path = DEPLOY_DIR) -> list[str]:
+def stale(settings: Settings, directory: Path = K8S_DIR) -> list[str]:
     """Names of rendered files whose committed text differs from a fresh render."""
-    return [
-        name
-        for name, text in render(settings).items()
-        if not (directory / name).exists() or (directory / name).read_text() != text
-    ]
+    rendered = {directory / name: text for name, text in render(settings).items()}
+    return [path.name for path in stale_files(rendered)]
 
 
 # --- one release ------------------------------------------------------------------------------
@@ -285,7 +280,7 @@ IMAGE = re.compile(
 )
 
 
-def release_overlay(image: str, base: Path = DEPLOY_DIR) -> dict[str, Any]:
+def release_overlay(image: str, base: Path = K8S_DIR) -> dict[str, Any]:
     """A kustomization that applies `base` with `image` (name@sha256:... or name:tag)."""
     match = IMAGE.match(image)
     if not match:
@@ -311,7 +306,7 @@ def release_overlay(image: str, base: Path = DEPLOY_DIR) -> dict[str, Any]:
     }
 
 
-def write_release(image: str, directory: Path = RELEASE_DIR) -> Path:
+def write_release(image: str, directory: Path = K8S_RELEASE_DIR) -> Path:
     overlay = release_overlay(image)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "kustomization.yaml"

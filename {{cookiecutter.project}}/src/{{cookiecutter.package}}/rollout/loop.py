@@ -26,14 +26,11 @@ from typing import Any
 
 import httpx
 
-from {{ cookiecutter.package }}.config import CanarySettings
+from {{ cookiecutter.package }}.config import CANARY_REPORT, CANARY_SUMMARY, CanarySettings
 from {{ cookiecutter.package }}.rollout.analysis import Snapshot, scrape
 from {{ cookiecutter.package }}.rollout.caddy import CaddyFront
 from {{ cookiecutter.package }}.rollout.servers import Server
 from {{ cookiecutter.package }}.rollout.steps import Step, breach, measure
-
-REPORT = Path("reports/canary.json")
-SUMMARY = Path("reports/canary.md")
 
 
 @dataclass
@@ -178,7 +175,9 @@ def summary(rollout: Rollout) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(rollout: Rollout, report: Path = REPORT, markdown: Path = SUMMARY) -> None:
+def write_reports(
+    rollout: Rollout, report: Path = CANARY_REPORT, markdown: Path = CANARY_SUMMARY
+) -> None:
     """canary.json, the markdown summary, and the GitHub job summary when there is one."""
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(rollout.to_dict(), indent=2) + "\n")

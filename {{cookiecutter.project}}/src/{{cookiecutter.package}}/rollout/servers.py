@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-SERVICE = "{{ cookiecutter.package }}.serving.service:ChurnService"
+from {{ cookiecutter.package }}.config import SERVICE
 
 
 @dataclass

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from {{ cookiecutter.package }}.config import BENTOFILE, BUILD_BENTOFILE
 from {{ cookiecutter.package }}.registry.tracking import RUNTIME_PACKAGES, pins
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, Choice, ModelInfo, export
 
-BENTOFILE = Path("bentofile.yaml")
-BUILD_BENTOFILE = Path("build/bentofile.yaml")
 # What the service imports besides the model's own libraries.
 SERVICE_PACKAGES = ["pyarrow", "pyyaml", "threadpoolctl"]
 
