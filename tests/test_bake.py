@@ -57,6 +57,7 @@ ALWAYS = {
     "src/{package}/monitoring/alerts.py",
     "src/{package}/monitoring/drift.py",
     "src/{package}/monitoring/monitor.py",
+    "src/{package}/monitoring/stats.py",
     "src/{package}/pipeline/__init__.py",
     "src/{package}/pipeline/evaluate.py",
     "src/{package}/pipeline/explain.py",

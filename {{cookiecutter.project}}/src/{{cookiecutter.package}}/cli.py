@@ -393,14 +393,14 @@ def drift(
 ) -> None:
     """Per-column drift of CURRENT against REFERENCE (params.yaml drift). Exit code: 0 no drift,
     3 drift, 1 error."""
-    from {{ cookiecutter.package }}.contract.records import column_kind
-    from {{ cookiecutter.package }}.contract.schema import ModelInput, inputs
+    from {{ cookiecutter.package }}.contract.records import contract_kinds
+    from {{ cookiecutter.package }}.contract.schema import inputs
     from {{ cookiecutter.package }}.data import read_table
     from {{ cookiecutter.package }}.monitoring.drift import drift as compare
     from {{ cookiecutter.package }}.monitoring.drift import write_report
 
     settings = config.load_settings()
-    kinds = {name: column_kind(c) for name, c in ModelInput.to_schema().columns.items()}
+    kinds = contract_kinds()
     samples = read_table(reference), read_table(current)
     model_scores = None
     if scores:
