@@ -14,10 +14,11 @@ Rules, each against its predecessor on the very same samples:
 - local, before: PSI (sparse buckets pooled, half a count of smoothing) > max_score_psi and
   chi-square p < canary.local.significance;
 - local, now: the same with the PSI less its sampling noise, ``(k - 1) * (1/n + 1/m)``
-  (``rollout.analysis.psi``);
+  (``rollout.analysis.psi``: ``monitoring.stats.psi`` of the pooled bins);
 - Kubernetes, before: the PSI the AnalysisTemplate computed (20 bins, shares floored at 0.0001,
   no test) > max_score_psi;
-- Kubernetes, now: 20 bins smoothed by half a count, less the noise, > max_score_psi.
+- Kubernetes, now: 20 bins smoothed by half a count, less the noise, > max_score_psi
+  (``monitoring.stats.psi`` of the 20 bins: what the AnalysisTemplate's query computes).
 
 Results go to the "score_shift" section of docs/benchmarks.md.
 """
@@ -53,9 +54,9 @@ from threadpoolctl import threadpool_limits
 from {pkg}.config import load_settings
 from {pkg}.contract.schema import FEATURES
 from {pkg}.data import anonymise, load_source, split
-from {pkg}.rollout.analysis import (
-    SMOOTHING, bin_counts, noise_psi, pooled_bins, psi, shift_p_value,
-)
+from {pkg}.monitoring import stats
+from {pkg}.rollout.analysis import bin_counts, psi, shift_p_value
+from {pkg}.serving import SCORE_BUCKETS
 from {pkg}.pipeline.train import fit
 
 threadpool_limits(1)
@@ -70,8 +71,7 @@ models = {{
     "shifted": fit(settings.model_copy(update={{"data": flipped}}), train),
 }}
 scores = {{name: m.predict_proba(holdout[FEATURES])[:, 1] for name, m in models.items()}}
-# The service's buckets (serving/service.py): 0.05 .. 0.95, then +Inf.
-BOUNDS = [round(0.05 * step, 2) for step in range(1, 20)] + [math.inf]
+BOUNDS = [*SCORE_BUCKETS, math.inf]
 limit, level = settings.canary.max_score_psi, settings.canary.local.significance
 
 
@@ -80,27 +80,24 @@ def histogram(values):
 
 
 def raw_local(stable, canary):
-    reference, observed = pooled_bins(bin_counts(stable), bin_counts(canary))
+    reference, observed = stats.pooled_bins(bin_counts(stable), bin_counts(canary))
     bins = len(reference)
-    e = [(c + SMOOTHING) / (sum(reference) + SMOOTHING * bins) for c in reference]
-    o = [(c + SMOOTHING) / (sum(observed) + SMOOTHING * bins) for c in observed]
+    smoothing = stats.SMOOTHING
+    e = [(c + smoothing) / (sum(reference) + smoothing * bins) for c in reference]
+    o = [(c + smoothing) / (sum(observed) + smoothing * bins) for c in observed]
     return sum((b - a) * math.log(b / a) for a, b in zip(e, o))
 
 
-def twenty_bins(values, smoothing=None, floor=None):
-    counts = np.histogram(values, bins=[-math.inf, *BOUNDS])[0]
-    if smoothing is not None:
-        return (counts + smoothing) / (len(values) + smoothing * len(counts))
-    return np.maximum(counts / len(values), floor)
+def twenty_bins(values):
+    return np.histogram(values, bins=[-math.inf, *BOUNDS])[0]
 
 
 def k8s(stable, canary, now):
     if now:
-        s, c = twenty_bins(stable, smoothing=SMOOTHING), twenty_bins(canary, smoothing=SMOOTHING)
-        noise = noise_psi(len(s), len(canary), len(stable))
-    else:
-        s, c, noise = twenty_bins(stable, floor=0.0001), twenty_bins(canary, floor=0.0001), 0.0
-    return float(((c - s) * np.log(c / s)).sum()) - noise
+        return stats.psi(twenty_bins(stable), twenty_bins(canary))
+    s = np.maximum(twenty_bins(stable) / len(stable), 0.0001)
+    c = np.maximum(twenty_bins(canary) / len(canary), 0.0001)
+    return float(((c - s) * np.log(c / s)).sum())
 
 
 rng = np.random.default_rng(20261201)

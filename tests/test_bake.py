@@ -59,6 +59,7 @@ ALWAYS = {
     "src/{package}/monitoring/compare.py",
     "src/{package}/monitoring/drift.py",
     "src/{package}/monitoring/monitor.py",
+    "src/{package}/monitoring/stats.py",
     "src/{package}/pipeline/__init__.py",
     "src/{package}/pipeline/evaluate.py",
     "src/{package}/pipeline/explain.py",

@@ -8,6 +8,7 @@ boundary is `kubectl apply -k`, whose input is checked file by file.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -32,6 +33,23 @@ ARGO_CRD = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-templat
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bake(tmp_path_factory.mktemp("k8s"), project="fraud-scorer", deploy="kubernetes")
+
+
+def baked(project: Path, relative: str):
+    """A module of the baked package, loaded from its file on its own (it imports nothing of the
+    package): the tests compare the query with the project's own definitions, not a copy."""
+    package = json.loads((project / ".cookiecutter.json").read_text())["package"]
+    path = project / "src" / package / relative
+    spec = importlib.util.spec_from_file_location(f"baked_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bounds(project: Path) -> tuple[float, ...]:
+    """The service's score buckets (serving/__init__.py SCORE_BUCKETS)."""
+    return baked(project, "serving/__init__.py").SCORE_BUCKETS
 
 
 def manifests(project: Path) -> dict[str, dict]:
@@ -161,7 +179,9 @@ def test_every_query_parses_as_promql(project: Path) -> None:
         promql_parser.parse("sum(rate(model_prediction_score_count[60s])")
 
 
-def test_score_shift_query_pairs_every_bucket_with_the_one_below(project: Path) -> None:
+def test_score_shift_query_pairs_every_bucket_with_the_one_below(
+    project: Path, bounds: tuple[float, ...]
+) -> None:
     """The bins: each `le` below +Inf is relabelled to the next one up, highest first, so the
     cumulative buckets subtract into per-bin counts without two series sharing a label set."""
     metrics = manifests(project)["AnalysisTemplate"]["spec"]["metrics"]
@@ -176,11 +196,12 @@ def test_score_shift_query_pairs_every_bucket_with_the_one_below(project: Path) 
             visit(child)
 
     visit(tree)
-    bounds = [str(round(0.05 * step, 2)) for step in range(1, 20)] + ["+Inf"]
+    assert bounds == tuple(round(0.05 * step, 2) for step in range(1, 20))
+    labels = [str(bound) for bound in bounds] + ["+Inf"]
     # Read from the outside in, the last relabel applied comes first: 0.05 -> 0.1, ..., and the
     # innermost, applied first, is 0.95 -> +Inf. Four bin vectors: canary and stable, in the
     # difference and in the log ratio.
-    assert relabels == list(itertools.pairwise(bounds)) * 4
+    assert relabels == list(itertools.pairwise(labels)) * 4
 
 
 def _children(node) -> list:
@@ -274,6 +295,9 @@ def evaluate(node, series: list[tuple[dict[str, str], float]]):
             return next(iter(vector.values())) if len(vector) == 1 else math.nan
         if name == "ln":
             return {k: math.log(v) for k, v in evaluate(args[0], series).items()}
+        if name == "clamp_min":
+            low = evaluate(args[1], series)
+            return {k: max(v, low) for k, v in evaluate(args[0], series).items()}
         raise AssertionError(f"no evaluator for {name}")
     if kind == "BinaryExpr":
         return binary(node, evaluate(node.lhs, series), evaluate(node.rhs, series))
@@ -333,15 +357,14 @@ def binary(node, lhs, rhs):
     }
 
 
-BOUNDS = [round(0.05 * step, 2) for step in range(1, 20)]
-
-
-def histogram(scores: np.ndarray, pod_hash: str) -> list[tuple[dict[str, str], float]]:
+def histogram(
+    scores: np.ndarray, pod_hash: str, bounds: tuple[float, ...]
+) -> list[tuple[dict[str, str], float]]:
     """Cumulative bucket increases of model_prediction_score, split over two pods."""
     found = []
     for pod, half in enumerate(np.array_split(scores, 2)):
         labels = {"rollouts_pod_template_hash": pod_hash, "pod": f"{pod_hash}-{pod}"}
-        for le in [*BOUNDS, math.inf]:
+        for le in [*bounds, math.inf]:
             value = float((half <= le).sum())
             name = "+Inf" if le == math.inf else str(le)
             found.append(
@@ -351,18 +374,10 @@ def histogram(scores: np.ndarray, pod_hash: str) -> list[tuple[dict[str, str], f
     return found
 
 
-def direct_psi(canary: np.ndarray, stable: np.ndarray, smoothing: float = 0.5) -> float:
-    """PSI over the service's 20 score bins, each count smoothed by half a score, less the
-    PSI that two samples of these sizes from one distribution show on average."""
-    edges = [-math.inf, *BOUNDS, math.inf]
-    bins = len(edges) - 1
-    shares = []
-    for scores in (canary, stable):
-        counts = np.histogram(scores, bins=edges)[0]
-        shares.append((counts + smoothing) / (len(scores) + smoothing * bins))
-    c, s = shares
-    noise = (bins - 1) * (1 / len(canary) + 1 / len(stable))
-    return float(((c - s) * np.log(c / s)).sum()) - noise
+def bin_counts(scores: np.ndarray, bounds: tuple[float, ...]) -> np.ndarray:
+    """Scores per bin of the service's histogram (right-closed, as Prometheus' `le`)."""
+    cumulative = [float((scores <= le).sum()) for le in bounds]
+    return np.diff([0.0, *cumulative, float(len(scores))])
 
 
 @pytest.mark.parametrize(
@@ -380,11 +395,18 @@ def direct_psi(canary: np.ndarray, stable: np.ndarray, smoothing: float = 0.5) -
     ids=["same-model", "slight-shift", "flipped", "overconfident", "same-light", "flipped-light"],
 )
 def test_score_shift_query_computes_the_psi_of_the_two_histograms(
-    project: Path, canary_beta: tuple, stable_beta: tuple, sizes: tuple, passes: bool
+    project: Path,
+    bounds: tuple[float, ...],
+    canary_beta: tuple,
+    stable_beta: tuple,
+    sizes: tuple,
+    passes: bool,
 ) -> None:
+    """The query's value is the project's PSI (monitoring/stats.py) of the two histograms'
+    bins: the one definition, written in PromQL."""
     rng = np.random.default_rng(7)
     canary, stable = rng.beta(*canary_beta, sizes[0]), rng.beta(*stable_beta, sizes[1])
-    series = histogram(canary, "6d4f8b9c7") + histogram(stable, "5c8d7e6f9")
+    series = histogram(canary, "6d4f8b9c7", bounds) + histogram(stable, "5c8d7e6f9", bounds)
     metric = next(
         m
         for m in manifests(project)["AnalysisTemplate"]["spec"]["metrics"]
@@ -394,7 +416,9 @@ def test_score_shift_query_computes_the_psi_of_the_two_histograms(
         promql_parser.parse(filled(metric["provider"]["prometheus"]["query"], "60s")), series
     )
     (value,) = result.values() if isinstance(result, dict) else (result,)
-    assert value == pytest.approx(direct_psi(canary, stable), rel=1e-9, abs=1e-12)
+    psi = baked(project, "monitoring/stats.py").psi
+    expected = psi(bin_counts(stable, bounds), bin_counts(canary, bounds))
+    assert value == pytest.approx(expected, rel=1e-9, abs=1e-12)
     threshold = yaml.safe_load((project / "params.yaml").read_text())["canary"]["max_score_psi"]
     assert metric["successCondition"].endswith(f"result[0] <= {threshold}")
     assert (value <= threshold) == passes

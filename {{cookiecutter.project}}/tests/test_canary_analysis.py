@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from {{ cookiecutter.package }}.rollout.analysis import (
     tail_p_value,
 )
 from {{ cookiecutter.package }}.rollout.caddy import splitter_config
+from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 
 LABELS = {"runner_name": "svc", "service_name": "svc", "service_version": "not available"}
-SCORE_BOUNDS = [round(0.05 * step, 2) for step in range(1, 20)]
 LATENCY_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
 
 
@@ -27,7 +28,7 @@ def sample(name: str, labels: dict[str, object], value: float) -> str:
     return name + "{" + inside + "} " + str(float(value))
 
 
-def buckets(name: str, labels: dict, bounds: list[float], values: list[float]) -> list[str]:
+def buckets(name: str, labels: dict, bounds: Sequence[float], values: list[float]) -> list[str]:
     lines = []
     for bound in [*bounds, float("inf")]:
         le = "+Inf" if bound == float("inf") else str(bound)
@@ -46,7 +47,7 @@ def metrics_text(codes: dict[tuple[str, int], int], latencies: list[float], scor
     labels = {"endpoint": "/predict", "http_response_code": 200} | LABELS
     lines += buckets("bentoml_service_request_duration_seconds", labels, LATENCY_BOUNDS, latencies)
     lines.append("# TYPE model_prediction_score histogram")
-    lines += buckets("model_prediction_score", {"model_version": "1"}, SCORE_BOUNDS, scores)
+    lines += buckets("model_prediction_score", {"model_version": "1"}, SCORE_BUCKETS, scores)
     return "\n".join(lines) + "\n"
 
 

@@ -18,16 +18,13 @@ from typer.testing import CliRunner
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import DriftSettings
 from {{ cookiecutter.package }}.data import write_table
-from {{ cookiecutter.package }}.monitoring.drift import (
-    SCORE,
-    DriftError,
+from {{ cookiecutter.package }}.monitoring.drift import SCORE, DriftError, drift, write_report
+from {{ cookiecutter.package }}.monitoring.stats import (
     chi2_homogeneity,
-    drift,
     jensen_shannon,
     ks_pvalue,
     ks_wasserstein,
     psi,
-    write_report,
 )
 
 KINDS = {"amount": "float", "visits": "int", "plan": "str", "region": "str"}
@@ -123,10 +120,16 @@ def test_categorical_column_counts_missing_and_unseen_as_categories(reference, c
 
 
 def test_psi_of_a_known_shift() -> None:
+    # Equal samples: nothing beyond the noise, and PSI never goes below 0.
     assert psi(np.array([50, 50]), np.array([50, 50])) == 0
-    # (0.8 - 0.5) ln(0.8 / 0.5) + (0.2 - 0.5) ln(0.2 / 0.5)
-    assert psi(np.array([50, 50]), np.array([80, 20])) == pytest.approx(0.4159, abs=1e-4)
-    # An empty bin counts as a share of 0.0001 instead of making PSI infinite.
+    # Shares smoothed by half a count, 50.5 / 101 each against 80.5 / 101 and 20.5 / 101:
+    # 0.2970 ln(0.7970 / 0.5) + 0.2970 ln(0.5 / 0.2030) = 0.4063, less the noise of two samples
+    # of 100 over 2 bins, (2 - 1) * (1/100 + 1/100) = 0.02.
+    assert psi(np.array([50, 50]), np.array([80, 20])) == pytest.approx(0.3863, abs=1e-4)
+    # On large samples both corrections fade: (0.8 - 0.5) ln(0.8 / 0.5) + (0.2 - 0.5)
+    # ln(0.2 / 0.5) = 0.4159 (0.4158 smoothed), less 0.0002 of noise.
+    assert psi(np.array([5000, 5000]), np.array([8000, 2000])) == pytest.approx(0.4156, abs=1e-4)
+    # An empty bin adds a bounded term instead of making PSI infinite.
     assert np.isfinite(psi(np.array([100, 0]), np.array([50, 50])))
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import K8S_DIR, K8S_RELEASE_DIR, ParamsError, parse_settings
 from {{ cookiecutter.package }}.rollout import k8s
+from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -58,7 +59,7 @@ def test_rollout_steps_and_analysis_thresholds_are_those_of_params(params: dict)
 
 def test_score_shift_query_covers_every_bucket_of_the_service() -> None:
     query = k8s.score_psi_query("60s")
-    for bound in [*k8s.SCORE_BUCKETS, "+Inf"]:
+    for bound in [*SCORE_BUCKETS, "+Inf"]:
         assert f'"le", "{bound}"' in query
     canary, stable = k8s.argument("canary-hash"), k8s.argument("stable-hash")
     assert query.count(canary) == query.count(stable) > 0

@@ -322,6 +322,11 @@ def contract(model: type[pa.DataFrameModel] = ModelInput) -> Contract:
     return Contract(model.to_schema())
 
 
+def contract_kinds() -> dict[str, str]:
+    """Contract column -> int | float | str: how drift judges each column."""
+    return {field.name: field.kind for field in contract().fields}
+
+
 def problem_dicts(problems: Iterable[Problem]) -> list[dict[str, Any]]:
     """Problems as JSON-ready dicts, each with a one-line ``message``."""
     return [{**problem.to_dict(), "message": problem.sentence()} for problem in problems]

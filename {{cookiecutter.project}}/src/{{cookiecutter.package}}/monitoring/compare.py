@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from {{ cookiecutter.package }}.config import DRIFT_REPORT, TRAIN_SPLIT, Settings
+from {{ cookiecutter.package }}.contract.records import contract_kinds
 from {{ cookiecutter.package }}.contract.schema import inputs
 from {{ cookiecutter.package }}.data import read_table
 from {{ cookiecutter.package }}.monitoring.drift import DriftReport, drift, write_report
-from {{ cookiecutter.package }}.monitoring.monitor import contract_kinds
 from {{ cookiecutter.package }}.serving.choice import Choice, load
 
 

@@ -43,6 +43,7 @@ from {{ cookiecutter.package }}.config import (
     MonitoringSettings,
     Settings,
 )
+from {{ cookiecutter.package }}.contract.records import contract_kinds
 from {{ cookiecutter.package }}.data import read_table
 from {{ cookiecutter.package }}.serving.choice import Choice, load
 from {{ cookiecutter.package }}.serving.sampling import SCORE, VERSION, read_window
@@ -125,14 +126,6 @@ def target(repository: str | None, api_url: str | None, token: str | None) -> tu
             f"or set {REPOSITORY_ENV} (GitHub Actions sets it)"
         )
     return repository or "{owner}/{repo}", api
-
-
-def contract_kinds() -> dict[str, str]:
-    """Contract column -> int | float | str: how the drift module judges each column."""
-    from {{ cookiecutter.package }}.contract.records import column_kind
-    from {{ cookiecutter.package }}.contract.schema import ModelInput
-
-    return {name: column_kind(column) for name, column in ModelInput.to_schema().columns.items()}
 
 
 def judge(

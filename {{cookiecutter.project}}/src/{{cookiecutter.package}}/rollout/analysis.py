@@ -10,7 +10,8 @@ the difference between two scrapes (a snapshot at the step's start and one now):
 - prediction shift: the population stability index (PSI) between the two servers'
   ``model_prediction_score`` histograms (the service exports it for every scored record),
   less the PSI that sampling noise gives samples of their sizes, with a chi-square test
-  telling a real shift from the noise of a small sample.
+  telling a real shift from the noise of a small sample. Both are monitoring/stats.py's, on
+  the histograms' bin counts.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.package }}.monitoring import stats
+
 REQUESTS = "bentoml_service_request"
 DURATION = "bentoml_service_request_duration_seconds"
 SCORES = "model_prediction_score"
 # Only the prediction routes count; probes and /metrics itself are not traffic.
 ENDPOINTS = frozenset({"/predict", "/predict_batch"})
-# Scores both sides together must have in a bucket before it is judged on its own.
-MIN_BIN_COUNT = 10
-# Pseudo-count added to every score bin before PSI (additive smoothing).
-SMOOTHING = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,58 +124,26 @@ def bin_counts(cumulative: Counter) -> list[float]:
     return counts
 
 
-def pooled_bins(
-    reference: list[float], observed: list[float], minimum: float = MIN_BIN_COUNT
-) -> tuple[list[float], list[float]]:
-    """Adjacent buckets merged until each holds ``minimum`` scores of both sides together.
-
-    A step of a canary sees a few dozen scores spread over 20 buckets: most are nearly empty,
-    which inflates PSI and makes the chi-square test reject far more often than its level says.
-    Merging sparse neighbours (the usual rule of about five expected per cell) keeps both honest.
-    """
-    merged_ref, merged_obs, ref, obs = [], [], 0.0, 0.0
-    for a, b in zip(reference, observed, strict=True):
-        ref, obs = ref + a, obs + b
-        if ref + obs >= minimum:
-            merged_ref.append(ref)
-            merged_obs.append(obs)
-            ref, obs = 0.0, 0.0
-    if (ref or obs) and merged_ref:  # a sparse tail joins the last full bin
-        merged_ref[-1] += ref
-        merged_obs[-1] += obs
-    elif ref or obs:
-        merged_ref, merged_obs = [ref], [obs]
-    return merged_ref, merged_obs
-
-
-def psi(expected: Counter, actual: Counter) -> float | None:
-    """Population stability index of ``actual`` against ``expected`` (same buckets), less the
-    PSI that sampling noise alone gives two samples of these sizes.
-
-    Sparse buckets are pooled first (``pooled_bins``), and shares are smoothed by half a count
-    per bin, so that an empty bin in a small sample adds a bounded term instead of an infinite one.
-    PSI is a chi-square statistic scaled by the sample sizes: two samples of one distribution,
-    ``n`` and ``m`` scores over ``k`` bins, differ by ``(k - 1) * (1/n + 1/m)`` on average. That is
-    0.13 for a step's 150 canary and 446 stable scores over 20 bins, two thirds of the usual 0.2
-    alarm, and it shrinks as traffic grows. It is subtracted (never below 0), so the value
-    estimates the two score distributions' own PSI and ``max_score_psi`` means the same at a
-    small step as at a large one.
-    """
+def _pooled(expected: Counter, actual: Counter) -> tuple[list[float], list[float]] | None:
+    """Both histograms' bin counts, sparse buckets pooled; None unless both have scores over
+    the same buckets."""
     reference, observed = bin_counts(expected), bin_counts(actual)
     if not sum(reference) or not sum(observed) or len(reference) != len(observed):
         return None
-    reference, observed = pooled_bins(reference, observed)
-    bins, n_reference, n_observed = len(reference), sum(reference), sum(observed)
-    e = [(count + SMOOTHING) / (n_reference + SMOOTHING * bins) for count in reference]
-    o = [(count + SMOOTHING) / (n_observed + SMOOTHING * bins) for count in observed]
-    raw = sum((b - a) * math.log(b / a) for a, b in zip(e, o, strict=True))
-    return max(float(raw - noise_psi(bins, n_reference, n_observed)), 0.0)
+    return stats.pooled_bins(reference, observed)
 
 
-def noise_psi(bins: int, n_reference: float, n_observed: float) -> float:
-    """The average PSI between two samples of one distribution (a chi-square's expectation,
-    ``bins - 1``, over the samples' effective size)."""
-    return (bins - 1) * (1 / n_reference + 1 / n_observed)
+def psi(expected: Counter, actual: Counter) -> float | None:
+    """PSI of ``actual`` against ``expected`` (same buckets), less the PSI that sampling noise
+    alone gives two samples of these sizes (``monitoring.stats.psi``).
+
+    Sparse buckets are pooled first (``stats.pooled_bins``): a step's few dozen scores over 20
+    buckets would leave most of them nearly empty. The noise is 0.13 for a step's 150 canary and
+    446 stable scores over 20 bins, two thirds of the usual 0.2 alarm; less that,
+    ``max_score_psi`` means the same at a small step as at a large one.
+    """
+    pooled = _pooled(expected, actual)
+    return None if pooled is None else stats.psi(*pooled)
 
 
 def shift_p_value(expected: Counter, actual: Counter) -> float | None:
@@ -186,16 +153,10 @@ def shift_p_value(expected: Counter, actual: Counter) -> float | None:
     scatters widely around that average. A shift counts only when it is also unlikely to be
     sampling noise.
     """
-    from scipy.stats import chi2_contingency
-
-    reference, observed = bin_counts(expected), bin_counts(actual)
-    if len(reference) != len(observed):
+    pooled = _pooled(expected, actual)
+    if pooled is None or len(pooled[0]) < 2:
         return None
-    reference, observed = pooled_bins(reference, observed)
-    table = [(a, b) for a, b in zip(reference, observed, strict=True) if a + b > 0]
-    if len(table) < 2 or not sum(a for a, _ in table) or not sum(b for _, b in table):
-        return None
-    return float(chi2_contingency(list(zip(*table, strict=True)))[1])
+    return stats.chi2_homogeneity(*pooled)
 
 
 def count_at_most(cumulative: Counter, value: float) -> float:

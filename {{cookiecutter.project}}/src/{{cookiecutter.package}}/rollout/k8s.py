@@ -26,14 +26,12 @@ from {{ cookiecutter.package }}.config import (
     stale_files,
     sync_rendered,
 )
-from {{ cookiecutter.package }}.rollout.analysis import SMOOTHING
+from {{ cookiecutter.package }}.monitoring.stats import SMOOTHING
+from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 
 APP = "{{ cookiecutter.project }}"
 ROLLOUT_FILE = "rollout.yaml"
 ANALYSIS_FILE = "analysis-template.yaml"
-# Upper bounds of the model_prediction_score buckets (serving/service.py); the last bin is
-# (0.95, +Inf]. The score-shift query compares canary and stable over these bins.
-SCORE_BUCKETS = [round(0.05 * step, 2) for step in range(1, 20)]
 # Prometheus copies the pod label rollouts-pod-template-hash (set by Argo Rollouts on every pod
 # it runs) to this label; it tells canary pods from stable pods.
 HASH_LABEL = "rollouts_pod_template_hash"
@@ -144,7 +142,7 @@ def p95_ratio_query(window: str) -> str:
 
 def _bin_share(side: str, window: str) -> str:
     """Each score bin's share of one side's predictions, smoothed by SMOOTHING counts per bin
-    as the local canary smooths them, so an empty bin cannot make the log ratio infinite.
+    as ``stats.psi`` smooths them, so an empty bin cannot make the log ratio infinite.
 
     The histogram's buckets are cumulative; a bin is its bucket minus the one below. PromQL
     cannot subtract across `le` values, so the buckets below +Inf are relabelled one step up
@@ -169,17 +167,19 @@ def _score_count(side: str, window: str) -> str:
 
 
 def score_psi_query(window: str) -> str:
-    """Population stability index of the canary's scores against the stable's, over the bins,
-    less the PSI that sampling noise alone gives samples of their sizes (see
-    canary_analysis.psi): a 5 % step that sees 60 scores would otherwise read about 0.3 for a
-    canary exactly as good as the stable, and be rolled back."""
+    """``monitoring.stats.psi`` of the canary's scores against the stable's over the service's
+    score bins, written in PromQL: smoothed shares, their PSI, less the PSI that sampling noise
+    alone gives samples of these sizes, at least 0. Without the noise term a 5 % step that sees
+    60 scores would read about 0.3 for a canary exactly as good as the stable, and be rolled
+    back. Unlike the local canary it cannot pool sparse bins (PromQL has no running sum over
+    `le`)."""
     canary, stable = _bin_share("canary", window), _bin_share("stable", window)
     difference = f"({canary}\n  - on (le)\n  {stable})"
     log_ratio = f"ln({canary}\n  / on (le)\n  {stable})"
     canary_n, stable_n = _score_count("canary", window), _score_count("stable", window)
-    # (bins - 1) * (1/n + 1/m): the bins are the finite bounds plus the one above 0.95.
+    # stats.noise_psi, (bins - 1) * (1/n + 1/m): the bins are the finite bounds and +Inf.
     noise = f"{len(SCORE_BUCKETS)} * (1 / {canary_n} + 1 / {stable_n})"
-    return f"sum(\n  {difference}\n  * {log_ratio}\n)\n- {noise}"
+    return f"clamp_min(\nsum(\n  {difference}\n  * {log_ratio}\n)\n- {noise},\n0\n)"
 
 
 def analysis_template(canary: CanarySettings, k8s: KubernetesSettings) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from {{ cookiecutter.package }}.contract.records import contract, problem_dicts
 from {{ cookiecutter.package }}.contract.schema import Problem
 from {{ cookiecutter.package }}.modeling.model import ChurnModel
 from {{ cookiecutter.package }}.registry.tracking import ModelNotFound
+from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, ModelInfo, choose, load
 from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler_from_settings
 
@@ -46,7 +47,7 @@ SCORES = bentoml.metrics.Histogram(
     name="model_prediction_score",
     documentation="Predicted probability of the positive class, per record",
     labelnames=["model_version"],
-    buckets=[round(0.05 * step, 2) for step in range(1, 20)],
+    buckets=SCORE_BUCKETS,
 )
 PREDICTIONS = bentoml.metrics.Counter(
     name="model_predictions",
