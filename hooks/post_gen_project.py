@@ -18,6 +18,9 @@ ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
     ("model", ("torch",)): [
         "src/{package}/modeling/torch_model.py",
+        "src/{package}/modeling/torch_loop.py",
+        "src/{package}/modeling/torch_steps.py",
+        "tests/test_torch_capture.py",
         "tests/test_torch_model.py",
     ],
     ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): ["gpu-runner.mk"],

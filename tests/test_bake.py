@@ -120,7 +120,13 @@ ALWAYS = {
 }
 # (option, values) -> files that exist exactly when the option has one of those values.
 ONLY_WHEN = {
-    ("model", ("torch",)): {"src/{package}/modeling/torch_model.py", "tests/test_torch_model.py"},
+    ("model", ("torch",)): {
+        "src/{package}/modeling/torch_model.py",
+        "src/{package}/modeling/torch_loop.py",
+        "src/{package}/modeling/torch_steps.py",
+        "tests/test_torch_capture.py",
+        "tests/test_torch_model.py",
+    },
     ("gpu_runner", ("cloud-aws", "cloud-gcp", "cloud-azure")): {"gpu-runner.mk"},
     ("deploy", ("kubernetes",)): {
         "deploy/k8s/analysis-template.yaml",

@@ -1,7 +1,8 @@
 """The torch family: determinism, save/load, device choice, early stopping, MLflow, GPU paths.
 
 Fits here use a few epochs on part of the real training split, so the file stays fast on a CPU.
-GPU tests are marked ``gpu`` and skip with a reason when torch sees no CUDA device.
+GPU tests are marked ``gpu`` and skip with a reason when torch sees no CUDA device. The captured
+step, its fallbacks and the thread count are tested in test_torch_capture.py.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from {{ cookiecutter.package }}.data import labels, write_table
 from {{ cookiecutter.package }}.modeling.meta import HISTORY_FILE
 from {{ cookiecutter.package }}.modeling.metrics import compute
 from {{ cookiecutter.package }}.modeling.model import load_model
+from {{ cookiecutter.package }}.modeling.torch_loop import autocast_dtype, mixed_precision_pays
 from {{ cookiecutter.package }}.modeling.torch_model import (
     WEIGHTS_FILE,
     TorchModel,
-    autocast_dtype,
-    mixed_precision_pays,
     resolve_device,
-    resolve_threads,
     resolve_workers,
 )
 
@@ -127,7 +126,6 @@ def test_cpu_runs_in_fp32_and_without_worker_processes(settings) -> None:
     assert autocast_dtype(cpu, enabled=True) is None
     assert resolve_workers("auto", cpu) == 0
     assert resolve_workers(2, cpu) == 2
-    assert resolve_threads(1) == 1
     for bad in ["many", -1, 1.5, True]:
         assert f"train.torch.num_workers is {bad!r}" in rejection(settings, num_workers=bad)
     for bad in [0, "all"]:
@@ -224,6 +222,7 @@ def test_gpu_training_uses_mixed_precision_and_clears_the_floor(settings, splits
     model = TorchModel(torch_params, settings.seed).fit(inputs(train), labels(train, settings.data))
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert model.history.precision == expected
+    assert model.history.path == ("captured" if expected == "bf16" else "eager")
     assert model.history.device == torch.cuda.get_device_name(0)
     scores = model.predict_proba(inputs(test))[:, 1]
     values = compute(labels(test, settings.data), scores, settings.evaluate.threshold)

@@ -118,6 +118,7 @@ class TorchParams(Strict):
     validation_fraction: Fraction
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: Literal["auto"] | bool
+    capture: Literal["auto"] | bool
     num_workers: Literal["auto"] | Annotated[int, Field(ge=0)]
     cpu_threads: Literal["auto"] | Positive
 {%- endif %}

@@ -266,7 +266,10 @@ def training_section(now: Snapshot, base: Snapshot) -> list[str]:
         return [*lines, f"No {config.TRAINING_INFO}: the train stage did not run.", ""]
     old = base.training or {}
     lines += [f"| | {base.label} | {now.label} |", "|---|---|---|"]
-    for key in ["family", "rows", "seconds", "hardware", "python"]:
+    # device to precision: how a torch model trained (captured or eager, and why). A key that
+    # neither side has (sklearn) gets no row.
+    keys = ["family", "rows", "seconds", "hardware", "device", "path", "path_reason", "precision"]
+    for key in [key for key in [*keys, "python"] if key in now.training or key in old]:
         lines.append(f"| {key} | {old.get(key, '-')} | {now.training.get(key, '-')} |")
     return [*lines, ""]
 

@@ -2,19 +2,18 @@
 
 Features come from the same ``build_features`` and ``make_preprocessor`` as the sklearn family, so
 switching ``train.model`` changes the learner and nothing else. Training uses a GPU when one is
-present (``train.torch.device``), with mixed precision there, and is bit-for-bit reproducible on
-a CPU for a given seed.
+present (``train.torch.device``), with its step captured as CUDA graphs there, and is
+bit-for-bit reproducible on a CPU for a given seed. The epochs are in modeling/torch_loop.py, the
+step itself (eager or captured) in modeling/torch_steps.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,17 +21,15 @@ import joblib
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from {{ cookiecutter.package }}.modeling.fast import record_features
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor
 from {{ cookiecutter.package }}.modeling.meta import HISTORY_FILE, read_meta, write_meta
+from {{ cookiecutter.package }}.modeling.torch_loop import History, train_network
 
 WEIGHTS_FILE = "weights.pt"
 PREPROCESSOR_FILE = "preprocessor.joblib"
@@ -54,37 +51,6 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
-# `mixed_precision: auto` turns bf16 on only where it pays: on GPUs with bf16 tensor cores
-# (compute capability 8.0 and up) and for matrices big enough to keep them busy. A small MLP at
-# small batches is bound by kernel launches, and autocast adds cast kernels: measured on an H200
-# at the default sizes (hidden 64/32, batch 256), bf16 ran at 0.9x fp32.
-AUTO_MIN_BATCH = 1024
-AUTO_MIN_WIDTH = 256
-
-
-def mixed_precision_pays(capability: tuple[int, int], batch_size: int, width: int) -> bool:
-    """The ``auto`` rule: bf16 tensor cores, batch >= 1024 rows and a layer >= 256 wide."""
-    return capability >= (8, 0) and batch_size >= AUTO_MIN_BATCH and width >= AUTO_MIN_WIDTH
-
-
-def autocast_dtype(
-    device: torch.device, enabled: bool | str, batch_size: int = 0, width: int = 0
-) -> torch.dtype | None:
-    """bf16 on GPUs that support it (no loss scaling needed), else fp16; None means fp32.
-
-    Only CUDA gets mixed precision: on a CPU the small matrices of a tabular MLP gain little
-    from bf16 and would lose the exact reproducibility the CPU path promises. ``auto`` asks
-    ``mixed_precision_pays`` with the batch size and the widest hidden layer.
-    """
-    if not enabled or device.type != "cuda":
-        return None
-    if enabled == "auto" and not mixed_precision_pays(
-        torch.cuda.get_device_capability(device), batch_size, width
-    ):
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def resolve_workers(setting: int | str, device: torch.device) -> int:
     """``auto``: no worker processes on a CPU, a few on a GPU host.
 
@@ -93,19 +59,79 @@ def resolve_workers(setting: int | str, device: torch.device) -> int:
     prepare and pin the next batches while the device computes.
     """
     if setting == "auto":
-        return 0 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 2) // 2))
+        return 0 if device.type == "cpu" else min(4, max(1, usable_cores() // 2))
     return int(setting)
 
 
-def resolve_threads(setting: int | str) -> int:
-    """CPU threads for training; ``auto`` is every core.
+def resolve_threads(setting: int | str, usable: int) -> int:
+    """CPU threads for training: ``auto`` is one; a number is capped at the usable cores.
 
     The matrices of a small tabular MLP are too small to split across cores: extra threads
-    mostly wait on each other, and on a busy machine much longer.
+    mostly wait on each other, and when another process keeps a core busy they wait for it by
+    whole scheduler slices. Measured at the default sizes on 2 cores with another process
+    keeping one busy, one thread trained 246,000 samples/s and two 14,000; idle, two were 6 %
+    faster on a quiet machine and 24x slower on a shared one. So ``auto`` is one thread whatever
+    the machine. More threads than usable cores can only oversubscribe them.
     """
-    if setting == "auto":
-        return os.cpu_count() or 1
-    return int(setting)
+    return 1 if setting == "auto" else min(int(setting), usable)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, within its cgroup's CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_quota()
+    return max(1, min(cores or 1, quota or cores or 1))
+
+
+def cgroup_quota(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """Whole cores allowed by the CPU quotas of this process's cgroup and its parents, if any.
+
+    cgroup v2 keeps the quota in ``cpu.max``; v1 in ``cpu.cfs_quota_us`` over the period. A
+    container often sees its own cgroup as the root, so the root counts too.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    found = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, path = line.split(":", 2)
+        if not controllers:  # v2: one hierarchy
+            bases, names = [root], ("cpu.max", None)
+        elif "cpu" in controllers.split(","):  # v1: mounted as cpu,cpuacct or cpu
+            bases = [root / controllers, root / "cpu"]
+            names = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        for base in bases:
+            folder = base / path.lstrip("/")
+            for level in [folder, *folder.parents]:
+                if not level.is_relative_to(base):
+                    break
+                found.append(_quota_in(level, *names))
+    limits = [cores for cores in found if cores is not None]
+    return min(limits) if limits else None
+
+
+def _quota_in(folder: Path, quota: str, period: str | None) -> int | None:
+    try:
+        words = (folder / quota).read_text().split()
+        if period is not None:
+            words = [words[0], (folder / period).read_text().strip()]
+    except OSError:
+        return None
+    return quota_cores(*words[:2])
+
+
+def quota_cores(quota: str, period: str) -> int | None:
+    """``150000 100000`` is 2 cores (a part-core still runs a thread); ``max`` or -1: no quota."""
+    if quota in ("max", "-1"):
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 def build_network(inputs: int, hidden_sizes: list[int], dropout: float) -> nn.Sequential:
@@ -116,23 +142,6 @@ def build_network(inputs: int, hidden_sizes: list[int], dropout: float) -> nn.Se
         width = size
     layers.append(nn.Linear(width, 1))  # one logit: churn
     return nn.Sequential(*layers)
-
-
-@dataclass
-class History:
-    """Per-epoch losses and where early stopping ended; saved next to the weights."""
-
-    device: str = "cpu"
-    precision: str = "fp32"
-    resident: bool = True  # the data stayed on the training device (no per-batch copies)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    best_epoch: int = 0
-    stopped_early: bool = False
-
-    @property
-    def epochs(self) -> int:
-        return len(self.val_loss)
 
 
 class TorchModel:
@@ -163,16 +172,29 @@ class TorchModel:
         # Scaling and category levels are learned from the training part only.
         train_t = self._tensor(self.preprocessor.fit_transform(train_x))
         val_t = self._tensor(self.preprocessor.transform(val_x))
-        threads = resolve_threads(params["cpu_threads"])
-        self.history = History()
+        threads = resolve_threads(params["cpu_threads"], usable_cores())
+        self.history = History(cpu_threads=threads)
         with _seeded(self.seed, device), _torch_threads(threads):
             network = build_network(train_t.shape[1], params["hidden_sizes"], params["dropout"])
             train = (train_t, _labels(train_y))
             val = (val_t, _labels(val_y))
-            self.network = _train(network, train, val, params, device, self.seed, self.history)
+            self.network = train_network(
+                network,
+                train,
+                val,
+                params,
+                device,
+                self.seed,
+                self.history,
+                workers=resolve_workers(params["num_workers"], device),
+            )
         self._inference = None
         self._rows = None
         return self
+
+    def training_record(self) -> dict[str, Any]:
+        """Device, precision and path (captured or eager, and why) of the last fit."""
+        return self.history.record()
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities of shape (rows, 2): columns are [stays, churns].
@@ -274,200 +296,3 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-
-
-class _Batches(Sampler[torch.Tensor]):
-    """Row indices a whole batch at a time, so a batch is one tensor gather.
-
-    A default DataLoader fetches and collates ``batch_size`` single rows per batch, which costs
-    more than the MLP's own step on data that is already one tensor in memory.
-    """
-
-    def __init__(
-        self,
-        rows: int,
-        batch_size: int,
-        generator: torch.Generator | None,
-        device: torch.device | None = None,
-    ) -> None:
-        self.rows, self.batch_size, self.generator = rows, batch_size, generator
-        self.device = device or torch.device("cpu")  # where the indices are made
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.generator is None:
-            order = torch.arange(self.rows, device=self.device)
-        else:
-            order = torch.randperm(self.rows, generator=self.generator, device=self.device)
-        return iter(order.split(self.batch_size))
-
-    def __len__(self) -> int:
-        return -(-self.rows // self.batch_size)
-
-
-class _Resident:
-    """Batches gathered from tensors that already sit on the training device.
-
-    When the data fits on the GPU it is copied there once; each batch is then one gather with
-    an index made on the device, instead of a host-to-device copy per batch. On a CPU this is
-    the same loop without the copy, with the same permutations as before (same seed, same
-    weights).
-    """
-
-    def __init__(
-        self, data: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int | None
-    ) -> None:
-        self.x, self.y = data
-        device = self.x.device
-        generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-        self.sampler = _Batches(len(self.x), batch_size, generator, device)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for rows in self.sampler:
-            yield self.x[rows], self.y[rows]
-
-
-# Share of the GPU's free memory that resident training data may take; the rest is left to the
-# network, its activations and the optimizer.
-RESIDENT_SHARE = 0.5
-
-
-def fits_on_device(data: list[torch.Tensor], device: torch.device) -> bool:
-    """Whether the tensors fit in the device's free memory with room to train (CPU: always)."""
-    if device.type != "cuda":
-        return True
-    free, _total = torch.cuda.mem_get_info(device)
-    return sum(t.element_size() * t.nelement() for t in data) <= RESIDENT_SHARE * free
-
-
-def _feed(
-    data: tuple[torch.Tensor, torch.Tensor],
-    batch_size: int,
-    shuffle: bool,
-    workers: int,
-    device: torch.device,
-    seed: int,
-    resident: bool,
-) -> _Resident | DataLoader:
-    """Batches for one pass: gathered on the device when resident, else streamed to it."""
-    if resident:
-        return _Resident(tuple(t.to(device) for t in data), batch_size, seed if shuffle else None)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        TensorDataset(*data),
-        sampler=_Batches(len(data[0]), batch_size, generator),
-        batch_size=None,  # the sampler yields whole batches
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=device.type == "cuda",
-    )
-
-
-def _train(
-    network: nn.Sequential,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    params: dict[str, Any],
-    device: torch.device,
-    seed: int,
-    history: History,
-) -> nn.Sequential:
-    """Epochs until the validation loss stops improving; returns the best epoch's weights."""
-    workers = resolve_workers(params["num_workers"], device)
-    batch_size = int(params["batch_size"])
-    width = max(params["hidden_sizes"])
-    amp = autocast_dtype(device, params["mixed_precision"], batch_size, width)
-    history.device = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    history.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
-    network = network.to(device)
-    optimizer = torch.optim.AdamW(
-        network.parameters(),
-        lr=params["learning_rate"],
-        weight_decay=params["weight_decay"],
-        # One kernel for all parameters on a GPU, where a tiny MLP's step is launch-bound.
-        fused=device.type == "cuda",
-    )
-    # fp16 has a narrow range: scale the loss so small gradients do not flush to zero.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    loss_fn = nn.BCEWithLogitsLoss()
-    resident = fits_on_device([*train, *val], device)
-    history.resident = resident
-    train_batches = _feed(train, batch_size, True, workers, device, seed, resident)
-    val_batches = _feed(val, 4 * batch_size, False, 0, device, seed, resident)
-    max_epochs, patience = params["max_epochs"], params["patience"]
-    best_loss, best_state = float("inf"), None
-    with _progress() as progress:
-        task = progress.add_task("training", total=max_epochs, status="")
-        for epoch in range(1, max_epochs + 1):
-            network.train()
-            # Summed on the device: reading a GPU value every batch would wait for the GPU.
-            total = torch.zeros((), device=device)
-            for x, y in train_batches:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with _autocast(device, amp):
-                    loss = loss_fn(network(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.detach().float() * len(x)
-            history.train_loss.append(round(total.item() / len(train[0]), 6))
-            history.val_loss.append(round(_evaluate(network, val_batches, loss_fn, device, amp), 6))
-            if history.val_loss[-1] < best_loss:
-                best_loss, history.best_epoch = history.val_loss[-1], epoch
-                best_state = copy.deepcopy(network.state_dict())
-            _log_epoch(history, epoch)
-            progress.update(
-                task,
-                advance=1,
-                status=f"val loss {history.val_loss[-1]:.4f} (best {best_loss:.4f})",
-            )
-            if epoch - history.best_epoch >= patience:
-                history.stopped_early = epoch < max_epochs
-                break
-    assert best_state is not None  # max_epochs >= 1, so at least one epoch was scored
-    network.load_state_dict(best_state)
-    return network.eval()
-
-
-def _evaluate(
-    network: nn.Module,
-    batches: _Resident | DataLoader,
-    loss_fn: nn.Module,
-    device: torch.device,
-    amp: torch.dtype | None,
-) -> float:
-    network.eval()
-    total, rows = 0.0, 0
-    with torch.inference_mode():
-        for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                logits = network(x)
-            total += loss_fn(logits.float(), y).item() * len(x)
-            rows += len(x)
-    return total / rows
-
-
-def _log_epoch(history: History, epoch: int) -> None:
-    """Per-epoch losses into the active MLflow run, when a caller started one."""
-    mlflow = sys.modules.get("mlflow")  # no run can be active if mlflow was never imported
-    if mlflow is None or mlflow.active_run() is None:
-        return
-    mlflow.log_metrics(
-        {"train_loss": history.train_loss[-1], "val_loss": history.val_loss[-1]}, step=epoch
-    )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epochs {task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )

@@ -51,6 +51,9 @@ def run(settings: Settings, train_path: Path, model_dir: Path, info_path: Path) 
         "hardware": hardware(),
         "python": platform.python_version(),
     }
+    # Families that report how they trained (torch: device, precision, captured or eager and why).
+    record = getattr(model, "training_record", None)
+    info.update(record() if record else {})
     info_path.parent.mkdir(parents=True, exist_ok=True)
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return model
