@@ -21,7 +21,7 @@ from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.config import Settings, flatten
 from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
 from {{ cookiecutter.package }}.lifecycle.retrain import DRIFT_MARKDOWN
-from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.modeling.metrics import metrics_table
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
 from {{ cookiecutter.package }}.registry.history import describe_head, resolve, show
 
@@ -99,38 +99,11 @@ def params_diff(before: dict | None, after: dict | None) -> list[tuple[str, Any,
     ]
 
 
-def direction(metric: str, delta: float) -> str:
-    if abs(delta) < 5e-7:
-        return "same"
-    return "better" if (delta > 0) == METRICS[metric].higher_is_better else "worse"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def metrics_section(now: Snapshot, base: Snapshot, primary: str) -> list[str]:
     lines = ["## Metrics (holdout)", ""]
     if not now.metrics:
         return [*lines, "No metrics.json: the pipeline did not finish (`make repro`).", ""]
-    lines += [f"| metric | {base.label} | {now.label} | change | |", "|---|--:|--:|--:|---|"]
-    for name in [m for m in METRICS if m in now.metrics]:
-        after = now.metrics[name]
-        before = (base.metrics or {}).get(name)
-        star = " ★" if name == primary else ""
-        if before is None:
-            lines.append(f"| {name}{star} | - | {after:.4f} | | new |")
-            continue
-        delta = after - before
-        verdict = direction(name, delta)
-        mark = {"better": "✅ better", "worse": "🔻 worse", "same": "same"}[verdict]
-        lines.append(f"| {name}{star} | {before:.4f} | {after:.4f} | {delta:+.4f} | {mark} |")
-    lower = [name for name, metric in METRICS.items() if not metric.higher_is_better]
-    lines += [
-        "",
-        f"★ primary metric (`evaluate.primary_metric`). Lower is better for: {', '.join(lower)}.",
-        "",
-    ]
+    lines += metrics_table(now.metrics, base.metrics, primary, (base.label, now.label))
     if not base.metrics:
         lines += [f"No metrics.json at {base.label}: nothing to compare with yet.", ""]
     return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.modeling.metrics import metrics_table
 from {{ cookiecutter.package }}.registry.champion import PROMOTION_RECORD
 
 DRIFT_MARKDOWN = Path("reports/drift.md")
@@ -58,22 +58,9 @@ def metrics_section(settings: Settings, challenge: dict[str, Any]) -> list[str]:
         "",
         f"Champion: {name}. {challenge.get('basis', '')}.",
         "",
-        "| metric | champion | challenger | change |",
-        "|---|--:|--:|---|",
     ]
     primary = settings.evaluate.primary_metric
-    for metric, spec in METRICS.items():
-        if metric not in challenger:
-            continue
-        now, then = challenger[metric], against.get(metric)
-        star = " ★" if metric == primary else ""
-        if then is None:
-            lines.append(f"| {metric}{star} | - | {now:.4f} | |")
-            continue
-        worse = spec.regression(then, now)
-        word = "better" if worse < 0 else "worse" if worse > 0 else "same"
-        lines.append(f"| {metric}{star} | {then:.4f} | {now:.4f} | {now - then:+.4f} {word} |")
-    return [*lines, "", "★ primary metric (`evaluate.primary_metric`).", ""]
+    return [*lines, *metrics_table(challenger, against, primary, ("champion", "challenger"))]
 
 
 def drift_section() -> list[str]:
