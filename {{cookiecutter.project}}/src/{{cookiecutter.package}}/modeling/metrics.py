@@ -54,10 +54,9 @@ class Metric:
 
     def change(self, now: float, then: float) -> Change:
         """``now`` against ``then`` in words, equal when they agree to the 6 places kept."""
-        delta = now - then
-        if abs(delta) < SAME:
+        if abs(now - then) < SAME:
             return "same"
-        return "better" if (delta > 0) == self.higher_is_better else "worse"
+        return "better" if self.better_by(now, then) > 0 else "worse"
 
     def side(self, value: float, limit: float) -> str:
         """Where ``value`` lies against ``limit``: 'at or above' / 'below' (or at or below / above
@@ -68,7 +67,7 @@ class Metric:
         return "at or below" if meets else "above"
 
     @property
-    def bound(self) -> str:
+    def bound(self) -> Literal["floor", "ceiling"]:
         """What a holdout limit is for this metric: a floor, or a ceiling."""
         return "floor" if self.higher_is_better else "ceiling"
 
