@@ -5,7 +5,8 @@ import its own layer and the layers below it, never one above: that keeps each r
 without the rooms built on it (serving without the rollout, the registry without serving).
 Function-level imports count too: a lazy import is still a dependency. Each DVC stage in
 ``pipeline/`` must also run on its own, so a stage that imports another would tie their code
-together and make DVC rerun one when the other changes.
+together and make DVC rerun one when the other changes. One home for each rule: only
+``modeling/metrics.py`` decides which way a metric is better.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import ast
 from pathlib import Path
 
 import pytest
+
+from {{ cookiecutter.package }}.modeling.metrics import METRICS
 
 PACKAGE = "{{ cookiecutter.package }}"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
@@ -184,4 +187,70 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
     assert upward_imports(copy, f"{PACKAGE}.contract.schema") == [
         f"{PACKAGE}.registry",
         f"{PACKAGE}.registry.champion",
+    ]
+
+
+def direction_tells(source: str) -> list[str]:
+    """Where ``source`` works a metric's direction out for itself: it reads ``higher_is_better``,
+    compares a value with a metric's name, or picks ``at_least`` / ``at_most`` by a condition."""
+    tells = set()
+    for node in ast.walk(ast.parse(source)):
+        if "higher_is_better" in _words([node], deep=False):
+            tells.add((node.lineno, "reads higher_is_better"))
+        elif isinstance(node, ast.Compare) and (named := sorted(_words([node]) & set(METRICS))):
+            tells.add((node.lineno, f"compares with the metric name {named[0]!r}"))
+        elif isinstance(node, ast.If | ast.IfExp):
+            body, orelse = _words(_as_list(node.body)), _words(_as_list(node.orelse))
+            if {"at_least", "at_most"} <= (body | orelse) and body != orelse:
+                tells.add((node.lineno, "picks at_least / at_most by a condition"))
+    return [f"line {line}: {tell}" for line, tell in sorted(tells)]
+
+
+def _as_list(part: ast.AST | list[ast.AST]) -> list[ast.AST]:
+    return part if isinstance(part, list) else [part]
+
+
+def _words(nodes: list[ast.AST], deep: bool = True) -> set[str]:
+    """Identifiers, attribute and keyword names and strings in ``nodes`` (with their subtrees
+    when ``deep``)."""
+    found = set()
+    for node in [child for tree in nodes for child in ast.walk(tree)] if deep else nodes:
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.keyword) and node.arg:
+            found.add(node.arg)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.add(node.value)
+    return found
+
+
+def test_only_the_metric_table_decides_a_direction() -> None:
+    """A module that judges direction itself must ask the Metric instead (better_by, meets,
+    holds, change, side, bound, limit_key, direction in modeling/metrics.py)."""
+    home = SOURCE / "modeling" / "metrics.py"
+    found = {
+        str(path.relative_to(SOURCE)): direction_tells(path.read_text())
+        for path in sources()
+        if path != home
+    }
+    assert {path: tells for path, tells in found.items() if tells} == {}
+
+
+def test_a_direction_decided_elsewhere_is_caught() -> None:
+    """Guards the guard: each tell is found, and asking the Metric is not one."""
+    source = """
+better = now > then if METRICS[name].higher_is_better else now < then
+flags = {name: metric.higher_is_better for name, metric in METRICS.items()}
+if name == "log_loss":
+    better = then - now
+limit = settings.at_least if higher else settings.at_most
+worse = METRICS[name].regression(then, now) > settings.gate.max_regression
+"""
+    assert direction_tells(source) == [
+        "line 2: reads higher_is_better",
+        "line 3: reads higher_is_better",
+        "line 4: compares with the metric name 'log_loss'",
+        "line 6: picks at_least / at_most by a condition",
     ]

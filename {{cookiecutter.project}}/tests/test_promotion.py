@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from {{ cookiecutter.package }}.registry.promotion import ROUNDING, PromotionError, decide
 
+# What the tests know independently of modeling/metrics.py: which way each metric improves.
 HIGHER = {"roc_auc": True, "accuracy": True, "log_loss": False}
 score = st.floats(0, 1, allow_subnormal=False)
 loss = st.floats(0, 20, allow_subnormal=False)
@@ -19,7 +20,6 @@ def judge(challenger, champion, primary="roc_auc", min_delta=0.0, guardrails=Non
         challenger,
         champion,
         primary=primary,
-        higher_is_better=HIGHER,
         min_delta=min_delta,
         guardrails=guardrails or {},
         floor=floor,

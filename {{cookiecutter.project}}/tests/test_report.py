@@ -21,8 +21,10 @@ from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import load_settings, parse_settings
 from {{ cookiecutter.package }}.data import labels, write_table
 from {{ cookiecutter.package }}.lifecycle.gate import check
+from {{ cookiecutter.package }}.lifecycle.retrain import metrics_section
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, compute
 from {{ cookiecutter.package }}.pipeline.evaluate import score
+from {{ cookiecutter.package }}.registry.promotion import decide
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -161,6 +163,42 @@ def test_a_limit_against_the_metric_direction_is_rejected(settings) -> None:
         ValueError, match=r"lower is better for log_loss: put it under evaluate\.at_most"
     ):
         parse_settings(raw)
+
+
+def test_the_gate_and_promotion_read_rounding_noise_alike(settings) -> None:
+    """0.84 - 0.83 is 0.010000000000000009 in floating point: a regression of exactly
+    gate.max_regression, which the gate allows as promotion's guardrail does."""
+    raw = settings.model_dump()
+    raw["evaluate"].update(primary_metric="roc_auc", at_least={"roc_auc": 0.83}, at_most={})
+    raw["gate"] = {"max_regression": 0.01}
+    gated = parse_settings(raw)
+    verdict = check(gated, {"roc_auc": 0.83}, {"roc_auc": 0.84})
+    assert verdict.passed and "within the 0.01 allowed" in verdict.reason
+    assert not check(gated, {"roc_auc": 0.8299}, {"roc_auc": 0.84}).passed
+    decision = decide(
+        {"roc_auc": 0.85, "log_loss": 0.42},
+        {"roc_auc": 0.84, "log_loss": 0.41},
+        primary="roc_auc",
+        min_delta=0.0,
+        guardrails={"log_loss": 0.01},
+        floor=0.83,
+    )
+    assert decision.promote and "within tolerance 0.01" in decision.reason
+
+
+def test_the_retrain_report_shows_the_pr_reports_table(settings) -> None:
+    challenge = {
+        "challenger": {"roc_auc": 0.842, "log_loss": 0.40, "accuracy": 0.8},
+        "champion": {"where": "champion-20250101-000000", "metrics": {}},
+        "champion_scored": {"roc_auc": 0.84, "log_loss": 0.41},
+        "basis": "the model with alias champion scored on this holdout",
+    }
+    lines = metrics_section(settings, challenge)
+    assert "| metric | champion | challenger | change | |" in lines
+    assert "| accuracy | - | 0.8000 | | new |" in lines
+    assert "| roc_auc ★ | 0.8400 | 0.8420 | +0.0020 | ✅ better |" in lines
+    assert "| log_loss | 0.4100 | 0.4000 | -0.0100 | ✅ better |" in lines
+    assert any(line.endswith("Lower is better for: log_loss.") for line in lines)
 
 
 def test_unknown_base_ref_is_one_clear_error(history: Path, monkeypatch) -> None:

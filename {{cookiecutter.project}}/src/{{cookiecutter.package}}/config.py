@@ -140,24 +140,25 @@ class EvaluateSettings(Strict):
     threshold: Fraction
     primary_metric: MetricName
     # Holdout limits, named by direction: `at_least` for metrics where higher is better,
-    # `at_most` where lower is better.
+    # `at_most` where lower is better (each metric's `limit_key`).
     at_least: dict[MetricName, float]
     at_most: dict[MetricName, float]
 
     @field_validator("at_least", "at_most")
     @classmethod
     def _limits_follow_direction(cls, limits: dict[str, float], info: Any) -> dict[str, float]:
-        higher = info.field_name == "at_least"
         for name in limits:
-            if METRICS[name].higher_is_better != higher:
-                better = "higher" if METRICS[name].higher_is_better else "lower"
-                other = "at_least" if METRICS[name].higher_is_better else "at_most"
-                raise ValueError(f"{better} is better for {name}: put it under evaluate.{other}")
+            metric = METRICS[name]
+            if metric.limit_key != info.field_name:
+                raise ValueError(
+                    f"{metric.direction} is better for {name}: put it under "
+                    f"evaluate.{metric.limit_key}"
+                )
         return limits
 
     def limit(self, metric: str) -> float | None:
         """The holdout limit of ``metric`` in its own direction, if params.yaml sets one."""
-        limits = self.at_least if METRICS[metric].higher_is_better else self.at_most
+        limits: dict[str, float] = getattr(self, METRICS[metric].limit_key)
         return limits.get(metric)
 
 

@@ -4,8 +4,9 @@ It compares the primary metric (params.yaml ``evaluate.primary_metric``) of a ca
 baseline: the durable champion when one has been promoted (``champion.py``), else the base
 branch's committed metrics, and says which. It fails when the candidate is worse by more
 than ``gate.max_regression``, or beyond the metric's holdout limit (``evaluate.at_least`` /
-``evaluate.at_most``) when one is set. The PR workflow runs it as a required status check; the
-report puts its reason on top.
+``evaluate.at_most``) when one is set; the metric (``modeling/metrics.py``) judges both, as it
+does for promotion. The PR workflow runs it as a required status check; the report puts its
+reason on top.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def check(
         raise ValueError(f"metrics have no {name!r}: run `make repro` to write metrics.json")
     now = float(candidate[name])
     limit = settings.evaluate.limit(name)
-    if limit is not None and metric.regression(limit, now) > 0:
-        where = "below the floor" if metric.higher_is_better else "above the ceiling"
+    if limit is not None and not metric.meets(now, limit):
+        where = f"{metric.side(now, limit)} the {metric.bound}"
         reason = f"{name} {now:.4f} is {where} {limit} set in params.yaml"
         return Verdict(False, reason, name, now, None)
     if not baseline or name not in baseline:
@@ -75,7 +76,7 @@ def check(
         return Verdict(True, reason, name, now, None)
     before = float(baseline[name])
     regression = metric.regression(before, now)
-    if regression > tolerance:
+    if not metric.holds(before, now, tolerance):
         return Verdict(
             False,
             f"{name} regressed by {regression:.4f} vs {against} ({before:.4f} -> {now:.4f}), "

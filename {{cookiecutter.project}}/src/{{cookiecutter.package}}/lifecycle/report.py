@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from {{ cookiecutter.package }} import config
-from {{ cookiecutter.package }}.config import DRIFT_MARKDOWN, Settings, flatten
+from {{ cookiecutter.package }}.config import Settings, flatten
 from {{ cookiecutter.package }}.lifecycle.gate import Verdict, baseline, check
-from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.lifecycle.retrain import drift_section
+from {{ cookiecutter.package }}.modeling.metrics import metrics_table
 from {{ cookiecutter.package }}.modeling.plots import PLOT_FILES, render_overlay, render_pngs
 from {{ cookiecutter.package }}.registry.history import describe_head, resolve, show
 
@@ -98,38 +99,11 @@ def params_diff(before: dict | None, after: dict | None) -> list[tuple[str, Any,
     ]
 
 
-def direction(metric: str, delta: float) -> str:
-    if abs(delta) < 5e-7:
-        return "same"
-    return "better" if (delta > 0) == METRICS[metric].higher_is_better else "worse"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def metrics_section(now: Snapshot, base: Snapshot, primary: str) -> list[str]:
     lines = ["## Metrics (holdout)", ""]
     if not now.metrics:
         return [*lines, "No metrics.json: the pipeline did not finish (`make repro`).", ""]
-    lines += [f"| metric | {base.label} | {now.label} | change | |", "|---|--:|--:|--:|---|"]
-    for name in [m for m in METRICS if m in now.metrics]:
-        after = now.metrics[name]
-        before = (base.metrics or {}).get(name)
-        star = " ★" if name == primary else ""
-        if before is None:
-            lines.append(f"| {name}{star} | - | {after:.4f} | | new |")
-            continue
-        delta = after - before
-        verdict = direction(name, delta)
-        mark = {"better": "✅ better", "worse": "🔻 worse", "same": "same"}[verdict]
-        lines.append(f"| {name}{star} | {before:.4f} | {after:.4f} | {delta:+.4f} | {mark} |")
-    lower = [name for name, metric in METRICS.items() if not metric.higher_is_better]
-    lines += [
-        "",
-        f"★ primary metric (`evaluate.primary_metric`). Lower is better for: {', '.join(lower)}.",
-        "",
-    ]
+    lines += metrics_table(now.metrics, base.metrics, primary, (base.label, now.label))
     if not base.metrics:
         lines += [f"No metrics.json at {base.label}: nothing to compare with yet.", ""]
     return lines
@@ -253,13 +227,6 @@ def validation_section(now: Snapshot) -> list[str]:
     return [*lines, ""]
 
 
-def drift_section() -> list[str]:
-    """The data drift section `make drift-report` wrote, when it ran for this change."""
-    if not DRIFT_MARKDOWN.exists():
-        return []
-    return [DRIFT_MARKDOWN.read_text().rstrip(), ""]
-
-
 def training_section(now: Snapshot, base: Snapshot) -> list[str]:
     lines = ["## Training", ""]
     if not now.training:
@@ -320,7 +287,7 @@ def build(
         *plots_section(now_plots, base_plots, (base.label, now.label), out, mode, compared),
         *importance_section(now, base, settings.explain.top),
         *validation_section(now),
-        *drift_section(),
+        *drift_section(expected=False),
         *training_section(now, base),
         *registry_section(now),
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.config import DRIFT_MARKDOWN, PROMOTION_RECORD, RETRAIN_BODY, Settings
-from {{ cookiecutter.package }}.modeling.metrics import METRICS
+from {{ cookiecutter.package }}.modeling.metrics import metrics_table
 
 
 def body(settings: Settings) -> str:
@@ -55,28 +55,19 @@ def metrics_section(settings: Settings, challenge: dict[str, Any]) -> list[str]:
         "",
         f"Champion: {name}. {challenge.get('basis', '')}.",
         "",
-        "| metric | champion | challenger | change |",
-        "|---|--:|--:|---|",
     ]
     primary = settings.evaluate.primary_metric
-    for metric, spec in METRICS.items():
-        if metric not in challenger:
-            continue
-        now, then = challenger[metric], against.get(metric)
-        star = " ★" if metric == primary else ""
-        if then is None:
-            lines.append(f"| {metric}{star} | - | {now:.4f} | |")
-            continue
-        worse = spec.regression(then, now)
-        word = "better" if worse < 0 else "worse" if worse > 0 else "same"
-        lines.append(f"| {metric}{star} | {then:.4f} | {now:.4f} | {now - then:+.4f} {word} |")
-    return [*lines, "", "★ primary metric (`evaluate.primary_metric`).", ""]
+    return [*lines, *metrics_table(challenger, against, primary, ("champion", "challenger"))]
 
 
-def drift_section() -> list[str]:
-    if not DRIFT_MARKDOWN.exists():
-        return ["## Data drift", "", f"No {DRIFT_MARKDOWN}: the drift step did not run.", ""]
-    return [DRIFT_MARKDOWN.read_text().rstrip(), ""]
+def drift_section(expected: bool = True) -> list[str]:
+    """The data drift section `make drift-report` wrote; when it is missing, a line saying so
+    where it was ``expected`` (a retraining run), nothing otherwise (a pull request)."""
+    if DRIFT_MARKDOWN.exists():
+        return [DRIFT_MARKDOWN.read_text().rstrip(), ""]
+    if not expected:
+        return []
+    return ["## Data drift", "", f"No {DRIFT_MARKDOWN}: the drift step did not run.", ""]
 
 
 def write(settings: Settings, path: Path = RETRAIN_BODY) -> Path:

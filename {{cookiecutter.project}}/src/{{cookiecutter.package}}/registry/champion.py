@@ -165,7 +165,6 @@ class Challenge:
 
 def challenge(settings: Settings, challenger_dir: Path, holdout: Path, version: str) -> Challenge:
     """Score the challenger and the champion on ``holdout`` and decide (promotion.decide)."""
-    from {{ cookiecutter.package }}.modeling.metrics import METRICS
     from {{ cookiecutter.package }}.registry.promotion import decide
 
     champion = current(settings)
@@ -181,7 +180,6 @@ def challenge(settings: Settings, challenger_dir: Path, holdout: Path, version: 
         challenger,
         against,
         primary=settings.evaluate.primary_metric,
-        higher_is_better={name: metric.higher_is_better for name, metric in METRICS.items()},
         min_delta=promotion.min_delta,
         guardrails=promotion.guardrails,
         floor=settings.evaluate.limit(settings.evaluate.primary_metric),

@@ -11,6 +11,9 @@ alias and recording who approved it happen elsewhere, after it says yes. The rul
   neither a champion nor a floor nothing is promoted: there is nothing to judge against.
 - A metric missing from either side, a NaN, or a metric without a known direction is an error
   naming it, never a silent pass.
+
+Every direction question (better by how much, at or beyond the floor, within a tolerance) is
+answered by the metric itself (``modeling/metrics.py``), looked up by name.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Differences this small are rounding noise (0.83 - 0.82 < 0.01 in floating point).
-ROUNDING = 1e-12
+from {{ cookiecutter.package }}.modeling.metrics import ROUNDING, Metric, UnknownMetric, metric_named
 
 
 class PromotionError(ValueError):
@@ -60,20 +62,23 @@ def decide(
     champion: Mapping[str, float] | None,
     *,
     primary: str,
-    higher_is_better: Mapping[str, bool],
     min_delta: float,
     guardrails: Mapping[str, float],
     floor: float | None,
 ) -> Decision:
-    """Promote the challenger over the champion? See the module docstring for the rules."""
+    """Promote the challenger over the champion? See the module docstring for the rules.
+
+    Metrics are named as in ``modeling/metrics.py``, whose table says each one's direction.
+    """
     if min_delta < 0 or not math.isfinite(min_delta):
         raise PromotionError(f"promotion.min_delta must be a number >= 0, got {min_delta!r}")
     bad = {name: tol for name, tol in guardrails.items() if not (tol >= 0 and math.isfinite(tol))}
     if bad:
         raise PromotionError(f"promotion.guardrails tolerances must be numbers >= 0, got {bad}")
     metrics = [primary, *(name for name in guardrails if name != primary)]
+    known: dict[str, Metric] = {}
     for name in metrics:
-        _direction(name, higher_is_better)
+        known[name] = _metric(name)
         _value(challenger, name, "challenger")
         if champion is not None:
             _value(champion, name, "champion")
@@ -81,12 +86,12 @@ def decide(
     value = _value(challenger, primary, "challenger")
     checks: list[Check] = []
     if floor is not None:
-        checks.append(_floor(primary, value, floor, higher_is_better[primary]))
+        checks.append(_floor(known[primary], value, floor))
     if champion is None:
         return _without_champion(primary, value, floor, checks)
 
     before = _value(champion, primary, "champion")
-    gain = _better_by(value, before, higher_is_better[primary])
+    gain = known[primary].better_by(value, before)
     improved = gain > ROUNDING and gain >= min_delta - ROUNDING
     checks.append(
         Check(
@@ -108,8 +113,8 @@ def decide(
     )
     for name, tolerance in guardrails.items():
         now, then = _value(challenger, name, "challenger"), _value(champion, name, "champion")
-        change = _better_by(now, then, higher_is_better[name])
-        held = -change <= tolerance + ROUNDING
+        change = known[name].better_by(now, then)
+        held = known[name].holds(then, now, tolerance)
         checks.append(
             Check(
                 "guardrail",
@@ -150,37 +155,28 @@ def _without_champion(
     )
 
 
-def _floor(metric: str, value: float, floor: float, higher: bool) -> Check:
-    meets = value >= floor - ROUNDING if higher else value <= floor + ROUNDING
-    side = (
-        ("at or above" if meets else "below") if higher else ("at or below" if meets else "above")
-    )
+def _floor(metric: Metric, value: float, floor: float) -> Check:
     return Check(
         "floor",
-        metric,
+        metric.name,
         value,
         None,
         None,
         floor,
-        meets,
-        f"{metric} {value:.4f} is {side} the floor {floor}",
+        metric.meets(value, floor),
+        f"{metric.name} {value:.4f} is {metric.side(value, floor)} the floor {floor}",
     )
-
-
-def _better_by(now: float, then: float, higher: bool) -> float:
-    return now - then if higher else then - now
 
 
 def _signed(change: float) -> str:
     return f"{'better' if change > 0 else 'worse' if change < 0 else 'equal'} by {abs(change):.4f}"
 
 
-def _direction(name: str, higher_is_better: Mapping[str, bool]) -> bool:
-    if name not in higher_is_better:
-        raise PromotionError(
-            f"metric {name!r} has no known direction; known metrics: {sorted(higher_is_better)}"
-        )
-    return higher_is_better[name]
+def _metric(name: str) -> Metric:
+    try:
+        return metric_named(name)
+    except UnknownMetric as error:
+        raise PromotionError(str(error)) from None
 
 
 def _value(metrics: Mapping[str, float], name: str, side: str) -> float:
