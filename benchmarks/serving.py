@@ -75,7 +75,7 @@ app = FastAPI()
 
 @app.post("/predict")
 def predict(record: dict) -> dict:
-    return {{"churn_probability": float(model.predict_proba(pd.DataFrame([record]))[0, 1])}}
+    return {{"probability": float(model.predict_proba(pd.DataFrame([record]))[0, 1])}}
 """
 
 # The HTTP floor: the same BentoML settings as the generated service, no model, no checks.
@@ -88,7 +88,7 @@ import bentoml
 class Constant:
     @bentoml.api(route="/predict")
     async def predict(self, record: dict, /) -> dict:
-        return {"churn_probability": 0.5, "churn": False, "model_version": "constant"}
+        return {"probability": 0.5, "prediction": False, "model_version": "constant"}
 """
 
 # The baseline runs with one OpenMP/BLAS thread per process, as the service runs its model.
@@ -321,7 +321,7 @@ def main() -> int:
                 [
                     str(bin_dir / "bentoml"),
                     "serve",
-                    f"{PACKAGE}.serving.service:ChurnService",
+                    f"{PACKAGE}.serving.service:ModelService",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from contract_data import as_records
 from hypothesis import given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from test_model import as_records
 
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.validation import inputs
 from {{ cookiecutter.package }}.data import labels
 from {{ cookiecutter.package }}.modeling.features import build_features
 from {{ cookiecutter.package }}.modeling.model import COMPILED_MAX_ROWS, SklearnModel

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from {{ cookiecutter.package }}.contract.schema import ModelInput, Problem
+from {{ cookiecutter.package }}.contract.schema import ModelInput
+from {{ cookiecutter.package }}.contract.validation import Problem
 
 KINDS = {"int": "a whole number", "float": "a number", "str": "text"}
 
