@@ -83,7 +83,7 @@ def plain_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.set_axis([str(name) for name in frame.columns], axis=1)  # a header is text
     wider = {}
     for name, dtype in frame.dtypes.items():
-        if dtype == object and TEXT_DTYPE != object:
+        if pd.api.types.is_object_dtype(dtype) and not pd.api.types.is_object_dtype(TEXT_DTYPE):
             if pd.api.types.infer_dtype(frame[name], skipna=True) in {"string", "empty"}:
                 wider[name] = "str"  # as read from a CSV file: text, NaN where missing
         elif pd.api.types.is_bool_dtype(dtype):

@@ -131,7 +131,7 @@ def _is_null(value: Any) -> bool:
 
 
 def _has_kind(value: Any, kind: str) -> bool:
-    # `type(...) is` on purpose: bool is a subclass of int, and True is not a customer count.
+    # `type(...) is` on purpose: bool is a subclass of int, and True is not a count.
     if kind == "str":
         return type(value) is str
     if kind == "int":
