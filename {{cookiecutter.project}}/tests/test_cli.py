@@ -113,3 +113,12 @@ def test_an_unknown_params_key_is_named(tmp_path: Path, monkeypatch) -> None:
     result = runner.invoke(app, ["check-params"])
     assert result.exit_code == 1
     assert "explian is not a setting; remove it or fix its spelling" in result.output
+
+
+def test_drift_without_its_sample_names_the_variable(tmp_path: Path, monkeypatch, splits) -> None:
+    scratch_project(tmp_path, monkeypatch)
+    write_table(splits[0], Path("reference.parquet"))
+    args = ["drift", "--reference", "reference.parquet", "--current", "recent.parquet"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "recent.parquet not found" in result.output and "make drift CURRENT=" in result.output

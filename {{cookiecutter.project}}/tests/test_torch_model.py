@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from contract_data import as_records
 from hypothesis import given
 from hypothesis import settings as examples
 from strategies import frames
-from contract_data import as_records
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }} import config
