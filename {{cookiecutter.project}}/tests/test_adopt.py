@@ -186,3 +186,18 @@ def test_params_keep_their_comments_and_stay_valid(project: Path) -> None:
     assert text.count("#") >= (ROOT / "params.yaml").read_text().count("#")
     unchanged = {key for key in before if key not in {"data", "evaluate", "monitoring"}}
     assert {key: after[key] for key in unchanged} == {key: before[key] for key in unchanged}
+
+
+def test_personal_columns_are_hashed_or_dropped_before_the_contract_is_written(
+    project: Path,
+) -> None:
+    result = runner.invoke(app, [*ADOPT, "--hash", "term_months", "--drop", "note"])
+    assert result.exit_code == 0, result.output
+    pii = load_settings().data.pii
+    assert (pii.hash, pii.drop) == (["term_months"], ["note"])
+    columns = load(SCHEMA_FILE).RawRecord.to_schema().columns
+    assert "note" not in columns
+    # The contract describes the data as the pipeline sees it: the hash is text, not a number.
+    assert "str" in str(columns["term_months"].dtype).lower()
+    unknown = runner.invoke(app, [*ADOPT, "--drop", "nope"])
+    assert unknown.exit_code == 1 and "--drop ['nope']: no such column" in unknown.output

@@ -165,9 +165,6 @@ def register() -> None:
     )
 
 
-Columns = Annotated[list[str] | None, typer.Option(help="a column (repeat the option for more)")]
-
-
 @app.command(rich_help_panel="Data and the pipeline")
 @friendly
 def adopt(
@@ -180,14 +177,17 @@ def adopt(
         str | None, typer.Option(help="the target value to predict the probability of")
     ] = None,
     id: Annotated[str | None, typer.Option("--id", help="a unique record id column")] = None,
-    hash: Columns = None,
-    drop: Columns = None,
+    hash: Annotated[
+        list[str] | None, typer.Option(help="a personal column to hash (repeat for more)")
+    ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="a column to drop before anything is stored")
+    ] = None,
     force: Annotated[bool, typer.Option(help="overwrite files you changed")] = False,
 ) -> None:
     """Your data in place of the example: contract, params.yaml, features, DVC, in one go.
 
-    Options left out are read from params.yaml. --hash and --drop name personal columns to
-    hash or drop (docs: "Bring your own data").
+    Options left out are read from params.yaml (docs: "Bring your own data").
     """
     from {{ cookiecutter.package }}.lifecycle.adopt import Request
     from {{ cookiecutter.package }}.lifecycle.adopt import adopt as run_adopt
