@@ -135,7 +135,7 @@ def test_a_refusal_names_the_problem_and_writes_nothing(project: Path, change, w
     errors = [line for line in result.output.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and words in errors[0], result.output
     assert "Traceback" not in result.output
-    assert digest(project) == before
+    assert digest(project) == before and not Path("data").exists()
 
 
 def test_a_file_it_cannot_read_is_named(project: Path) -> None:
@@ -201,3 +201,15 @@ def test_personal_columns_are_hashed_or_dropped_before_the_contract_is_written(
     assert "str" in str(columns["term_months"].dtype).lower()
     unknown = runner.invoke(app, [*ADOPT, "--drop", "nope"])
     assert unknown.exit_code == 1 and "--drop ['nope']: no such column" in unknown.output
+
+
+def test_a_column_the_contract_cannot_describe_is_named_with_the_fix(project: Path) -> None:
+    dated = loans().assign(signed=pd.date_range("2024-01-01", periods=400, freq="D"))
+    dated.to_parquet("loans.parquet")
+    args = ["adopt", "loans.parquet", "--target", "outcome", "--positive-class", "late"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1, refused.output
+    assert "column 'signed' holds dates" in refused.output and "--drop" in refused.output
+    dropped = runner.invoke(app, [*args, "--drop", "signed"])
+    assert dropped.exit_code == 0, dropped.output
+    assert Path(load_settings().data.raw).suffix == ".parquet"

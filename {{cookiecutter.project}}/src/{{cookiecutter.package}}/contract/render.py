@@ -21,6 +21,8 @@ import pandas as pd
 # Text columns with at most this many distinct values get a list of allowed values.
 MAX_CATEGORIES = 50
 LINE = 100
+# How the header names the raw copy the contract was written from (adopt looks for it).
+RAW_COPY = "raw copy: "
 KINDS = {"int": "int", "float": "float", "str": "str"}
 
 
@@ -192,7 +194,7 @@ def _field(attribute: str, column: Column, role: str) -> list[str]:
 HEADER = '''"""The data contract, written by `adopt` from {rows:,} rows of:
 
     {source}
-    raw copy: {raw} (sha256 {digest})
+    {raw_copy}{raw} (sha256 {digest})
 
 ``ModelInput`` is what the model needs for one record; ``RawRecord`` adds what training data
 also carries: {extra}.
@@ -226,7 +228,12 @@ def render(
     features = [name for name in columns if name not in {target, id_column}]
     extra = "the id and the label" if id_column else "the label"
     text = HEADER.format(
-        rows=len(frame), source=_plain(source), raw=_plain(raw), digest=digest, extra=extra
+        rows=len(frame),
+        source=_plain(source),
+        raw_copy=RAW_COPY,
+        raw=_plain(raw),
+        digest=digest,
+        extra=extra,
     )
     text += '\n\nclass ModelInput(pa.DataFrameModel):\n    """One record as the model sees it '
     text += '(before feature engineering)."""\n\n'

@@ -24,6 +24,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from {{ cookiecutter.package }}.config import (
     load_settings,
     parse_settings,
 )
-from {{ cookiecutter.package }}.contract.render import UnsupportedColumn, render
+from {{ cookiecutter.package }}.contract.render import RAW_COPY, UnsupportedColumn, render
 from {{ cookiecutter.package }}.data import (
     BUNDLED_PREFIX,
     anonymise,
@@ -84,8 +85,8 @@ def adopt(request: Request, params_path: Path = PARAMS_FILE) -> Outcome:
     data = decide(request, settings.data, source, frame)
     outcome = Outcome()
     raw = Path(data.raw)
-    partial = raw.with_name(f".adopt.{raw.name}")
-    try:
+    with tempfile.TemporaryDirectory() as scratch:  # nothing lands in the project on a refusal
+        partial = Path(scratch) / raw.name
         write_table(frame, partial)
         digest = hashlib.sha256(partial.read_bytes()).hexdigest()[:16]
         table = anonymise(read_table(partial), data.pii.hash, data.pii.drop)
@@ -95,7 +96,7 @@ def adopt(request: Request, params_path: Path = PARAMS_FILE) -> Outcome:
             raise AdoptError(f"{source}: {error}") from None
         # Floors belong to a dataset: a new source (or the example's contract) resets them, a
         # refresh of the same source keeps the ones the user set.
-        new_data = not same_source or "raw copy: " not in _text(SCHEMA_FILE)
+        new_data = not same_source or RAW_COPY not in _text(SCHEMA_FILE)
         plans = [owned.Planned(SCHEMA_FILE, owned.stamped(schema), "the contract")]
         inputs = set(table.columns) - {data.target, data.id}
         reset, kept = plan_reset(ENGINEERED_FILE, inputs, request.force)
@@ -104,8 +105,6 @@ def adopt(request: Request, params_path: Path = PARAMS_FILE) -> Outcome:
         document, floors = _params(params_path, settings, data, table, new_data, outcome)
         _check_owned(plans, request.force)
         moved = _move(partial, raw, outcome)
-    finally:
-        partial.unlink(missing_ok=True)
     for plan in plans:
         plan.path.write_text(plan.text)
         outcome.did.append(f"wrote {plan.path}: {plan.why}")
