@@ -213,3 +213,16 @@ def test_a_column_the_contract_cannot_describe_is_named_with_the_fix(project: Pa
     dropped = runner.invoke(app, [*args, "--drop", "signed"])
     assert dropped.exit_code == 0, dropped.output
     assert Path(load_settings().data.raw).suffix == ".parquet"
+
+
+def test_the_primary_metric_gets_a_limit_on_its_own_side(project: Path) -> None:
+    """A lower-is-better primary metric gets a ceiling (evaluate.at_most), the no-skill one."""
+    params = Path("params.yaml")
+    params.write_text(
+        params.read_text().replace("primary_metric: roc_auc", "primary_metric: log_loss")
+    )
+    assert runner.invoke(app, ADOPT).exit_code == 0
+    evaluate = load_settings().evaluate
+    rate = (loans()["outcome"] == "late").mean()
+    entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    assert evaluate.at_most["log_loss"] == pytest.approx(entropy, abs=0.01)

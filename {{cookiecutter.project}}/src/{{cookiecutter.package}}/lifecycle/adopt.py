@@ -280,14 +280,14 @@ def _reset_floors(
 ) -> str:
     """The example's limits are another dataset's: reset them to the scores of a model that
     ignores its inputs (the positive rate for every record), and flag each one."""
-    from {{ cookiecutter.package }}.modeling.metrics import compute
+    from {{ cookiecutter.package }}.modeling.metrics import METRICS, compute
 
     truth = (table[data.target] == data.positive_class).to_numpy(dtype=np.int64)
     evaluate = settings.evaluate
     chance = compute(truth, np.full(len(truth), truth.mean()), evaluate.threshold)
     primary = evaluate.primary_metric
     limits = {"at_least": dict(evaluate.at_least), "at_most": dict(evaluate.at_most)}
-    side = "at_least" if primary not in evaluate.at_most else "at_most"
+    side = "at_least" if METRICS[primary].higher_is_better else "at_most"
     limits[side].setdefault(primary, 0.0)
     for side, values in limits.items():
         floors = {name: round(chance[name], 4) for name in values}
