@@ -56,6 +56,19 @@ def test_a_failed_run_cannot_get_pipeline_outputs_committed(tmp_path: Path) -> N
     assert tracked.returncode == 1, f"{raw}.dvc must stay committable"
 
 
+def test_make_data_tracks_a_raw_file_whose_dvc_file_is_missing(tmp_path: Path) -> None:
+    """A run that wrote the raw file and stopped before `dvc add` is finished by the next."""
+    project = bake(tmp_path)
+    env = tool_env(VENV, {"PYTHONPATH": "src"})
+    run(["git", "init", "-q"], cwd=project, env=env)
+    raw = yaml.safe_load((project / "params.yaml").read_text())["data"]["raw"]
+    package = json.loads((project / ".cookiecutter.json").read_text())["package"]
+    run([sys.executable, "-m", package, "ingest"], cwd=project, env=env)  # no .dvc file yet
+    written = (project / raw).read_bytes()
+    run(["make", "data", f"VENV={VENV}"], cwd=project, env=env)
+    assert (project / f"{raw}.dvc").exists() and (project / raw).read_bytes() == written
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("own-data")
 def test_a_project_adopts_a_differently_shaped_dataset_and_stays_green(tmp_path: Path) -> None:
