@@ -77,7 +77,7 @@ def static_upstream(work: Path) -> tuple[str, subprocess.Popen]:
     from bench_canary.rollout.caddy import caddy_binary
 
     port = free_port()
-    body = '{"churn_probability": 0.1, "churn": false, "model_version": "1"}'
+    body = '{"probability": 0.1, "prediction": false, "model_version": "1"}'
     command = [str(caddy_binary()), "respond", "--listen", f"127.0.0.1:{port}", "--body", body]
     log = (work / "respond.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -147,7 +147,7 @@ def scenario(name: str, settings, stable, records, work: Path, model: Path, **ho
 
     env = {"SERVE_MODEL_DIR": str(model)} | how.get("fault", {})
     # tests/ is on PYTHONPATH: the test-only faulty service wraps the shipped one.
-    extra = {"service": "faulty_service:ChurnService"} if "fault" in how else {}
+    extra = {"service": "faulty_service:ModelService"} if "fault" in how else {}
     canary = start_server("canary", free_port(), env, work / f"{name}.log", **extra)
     front = CaddyFront(free_port(), free_port(), work / f"caddy-{name}")
     killed_at: list[float] = []

@@ -52,7 +52,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from {pkg}.config import load_settings
-from {pkg}.contract.schema import FEATURES
+from {pkg}.contract.validation import FEATURES
 from {pkg}.data import anonymise, load_source, split
 from {pkg}.monitoring import stats
 from {pkg}.rollout.analysis import bin_counts, psi, shift_p_value

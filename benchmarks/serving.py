@@ -48,7 +48,7 @@ PREPARE = """
 import json, sys
 from pathlib import Path
 from {pkg}.config import load_settings
-from {pkg}.contract.schema import FEATURES
+from {pkg}.contract.validation import FEATURES
 from {pkg}.data import anonymise, load_source, split
 from {pkg}.pipeline.train import fit
 settings = load_settings()
@@ -75,7 +75,7 @@ app = FastAPI()
 
 @app.post("/predict")
 def predict(record: dict) -> dict:
-    return {{"churn_probability": float(model.predict_proba(pd.DataFrame([record]))[0, 1])}}
+    return {{"probability": float(model.predict_proba(pd.DataFrame([record]))[0, 1])}}
 """
 
 # The HTTP floor: the same BentoML settings as the generated service, no model, no checks.
@@ -88,7 +88,7 @@ import bentoml
 class Constant:
     @bentoml.api(route="/predict")
     async def predict(self, record: dict, /) -> dict:
-        return {"churn_probability": 0.5, "churn": False, "model_version": "constant"}
+        return {"probability": 0.5, "prediction": False, "model_version": "constant"}
 """
 
 # The baseline runs with one OpenMP/BLAS thread per process, as the service runs its model.
@@ -100,7 +100,7 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 from {pkg}.contract.records import contract
-from {pkg}.contract.schema import validate
+from {pkg}.contract.validation import validate
 from {pkg}.modeling.features import build_features
 from {pkg}.modeling.model import load_model
 from {pkg}.modeling.trees import compile_trees
@@ -321,7 +321,7 @@ def main() -> int:
                 [
                     str(bin_dir / "bentoml"),
                     "serve",
-                    f"{PACKAGE}.serving.service:ChurnService",
+                    f"{PACKAGE}.serving.service:ModelService",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -43,7 +43,7 @@ def free_port() -> int:
 def one_test_record(project: Path, env: dict[str, str]) -> dict:
     """A real holdout row, as a client would send it (JSON types, nulls for missing)."""
     script = (
-        "import json, pandas as pd; from {pkg}.contract.schema import FEATURES; "
+        "import json, pandas as pd; from {pkg}.contract.validation import FEATURES; "
         "row = pd.read_parquet('data/processed/test.parquet')[FEATURES].astype(object).iloc[0]; "
         "print(json.dumps({{k: (None if v != v else v) for k, v in row.to_dict().items()}}))"
     )

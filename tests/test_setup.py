@@ -22,7 +22,7 @@ def test_make_setup_builds_a_working_venv_from_scratch(tmp_path: Path) -> None:
     run(["make", "setup"], cwd=project, env=env)
     venv = project / ".venv" / "bin"
     package = json.loads((project / ".cookiecutter.json").read_text())["package"]
-    assert "infer-schema" in run([str(venv / package), "--help"], cwd=project, env=env).stdout
+    assert "adopt" in run([str(venv / package), "--help"], cwd=project, env=env).stdout
     collected = run([str(venv / "python"), "-m", "pytest", "--co", "-q"], cwd=project, env=env)
     assert "test_holdout_metric_floor" in collected.stdout
     run(["make", "lint"], cwd=project, env=env)

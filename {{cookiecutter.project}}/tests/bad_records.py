@@ -7,33 +7,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract_data import FIELDS, SCHEMA, as_records
+from contract_data import checks as _stats
+from contract_data import kind as _kind
 from hypothesis import strategies as st
 from strategies import frames
 
-from {{ cookiecutter.package }}.contract.schema import ModelInput
-
-SCHEMA = ModelInput.to_schema()
-FIELDS = list(SCHEMA.columns)
 BREAKS = ["missing", "extra", "wrong_type", "null", "out_of_range", "unknown_category"]
-
-
-def _stats(name: str) -> dict[str, dict]:
-    return {check.name: check.statistics for check in SCHEMA.columns[name].checks}
-
-
-def _kind(name: str) -> str:
-    dtype = str(SCHEMA.columns[name].dtype).lower()
-    return "int" if "int" in dtype else "float" if "float" in dtype else "str"
+NULLABLE = [name for name in FIELDS if SCHEMA.columns[name].nullable]
 
 
 def valid_records() -> st.SearchStrategy[dict[str, Any]]:
     """One contract-valid record as a JSON client would send it (NaN becomes null)."""
+    return frames(SCHEMA, min_size=1, max_size=1).map(lambda frame: as_records(frame)[0])
 
-    def to_record(frame) -> dict[str, Any]:
-        record = frame.astype(object).iloc[0].to_dict()
-        return {k: None if v != v else v for k, v in record.items()}  # NaN != NaN
 
-    return frames(SCHEMA, min_size=1, max_size=1).map(to_record)
+def records_with_nulls() -> st.SearchStrategy[dict[str, Any]]:
+    """A contract-valid record with null in every nullable field: missing values are where the
+    service, batch and training most easily part ways."""
+    return valid_records().map(lambda record: record | dict.fromkeys(NULLABLE))
 
 
 def _wrong_values(name: str) -> st.SearchStrategy[Any]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real bundled data, split and a model trained once per test run."""
+"""Shared fixtures: the project's data (params.yaml data.source), its split and a model trained
+once per test run. Tests read columns from the contract (contract_data.py), never by name."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def raw_frame(settings: Settings) -> pd.DataFrame:
     """The real dataset as `make data` writes it, before anonymisation."""
     from {{ cookiecutter.package }}.data import load_source
 
-    return load_source(settings.data.source)
+    return load_source(settings.data.source, settings.data.id)
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +111,15 @@ def trained(
 @pytest.fixture()
 def records(splits: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     """A few valid model inputs from the holdout split."""
-    from {{ cookiecutter.package }}.contract.schema import FEATURES
+    from {{ cookiecutter.package }}.contract.validation import FEATURES
 
     return splits[1][FEATURES].head(25).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def shifted_split(splits: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    """The holdout moved as far as the contract allows (contract_data.shifted), and the columns
+    that moved: what drift and monitoring must flag."""
+    from contract_data import shifted
+
+    return shifted(splits[1], splits[0])

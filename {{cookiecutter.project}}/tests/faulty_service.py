@@ -1,6 +1,6 @@
 """TEST ONLY: the real service with a fault injected, for the canary tests.
 
-`bentoml serve faulty_service:ChurnService --working-dir tests` serves the shipped service with
+`bentoml serve faulty_service:ModelService --working-dir tests` serves the shipped service with
 its model call wrapped, so a fault shows in the server's own /metrics exactly as a really
 failing model would: an exception becomes BentoML's 500, a slow model a slow request.
 
@@ -18,7 +18,7 @@ from {{ cookiecutter.package }}.serving import service
 
 ERROR_RATE = float(os.environ.get("FAULT_ERROR_RATE", "0"))
 DELAY_SECONDS = float(os.environ.get("FAULT_DELAY_SECONDS", "0"))
-real_score = service.ChurnService.inner.score
+real_score = service.ModelService.inner.score
 
 
 def faulty_score(self, records):
@@ -29,5 +29,5 @@ def faulty_score(self, records):
     return real_score(self, records)
 
 
-service.ChurnService.inner.score = faulty_score
-ChurnService = service.ChurnService
+service.ModelService.inner.score = faulty_score
+ModelService = service.ModelService

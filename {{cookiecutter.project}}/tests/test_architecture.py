@@ -172,7 +172,7 @@ def test_the_walk_sees_real_imports() -> None:
     """Guards the guard: the train stage's known imports are found, and so is a lazy import
     inside a function (the command line imports every stage that way)."""
     found = imported_modules(SOURCE / "pipeline" / "train.py")
-    assert f"{PACKAGE}.modeling.model" in found and f"{PACKAGE}.contract.schema" in found
+    assert f"{PACKAGE}.modeling.model" in found and f"{PACKAGE}.contract.validation" in found
     assert f"{PACKAGE}.pipeline.train" in imported_modules(SOURCE / "cli.py")
 
 

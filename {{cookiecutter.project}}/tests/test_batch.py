@@ -7,56 +7,68 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from contract_data import breaking_value, column, columns
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package }}.cli import app
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.data import read_table, write_table
 from {{ cookiecutter.package }}.serving.batch import predict_file
 
-BROKEN = {  # row -> (column, bad value as it would arrive in a file)
-    3: ("tenure", "three"),
-    10: ("contract", "Lifetime"),
-    11: ("monthly_charges", None),
-    40: ("senior_citizen", 2),
-}
+ROWS = 120
+
+
+def broken_cells() -> dict[int, tuple[str, object]]:
+    """row -> (column, a bad value as it would arrive in a file), from the contract: a word in
+    a number column, a value its checks refuse, a null where a value is required."""
+    cells: dict[int, tuple[str, object]] = {3: (column(kinds={"int", "float"}), "three")}
+    if checked := [n for n in FEATURES if breaking_value(n) is not None]:
+        cells[10] = (checked[-1], breaking_value(checked[-1]))
+    if required := columns(nullable=False):
+        cells[11] = (required[-1], None)
+    return cells
+
+
+BROKEN = broken_cells()
 
 
 @pytest.fixture()
-def messy(splits) -> pd.DataFrame:
-    frame = splits[1].head(120)[["customer_id", *FEATURES]].reset_index(drop=True)
-    frame = frame.astype({"tenure": object, "contract": object})
-    for row, (column, value) in BROKEN.items():
-        frame.loc[row, column] = value
+def messy(splits, settings) -> pd.DataFrame:
+    carried = [settings.data.id] if settings.data.id else []
+    frame = splits[1].head(ROWS)[[*carried, *FEATURES]].reset_index(drop=True)
+    frame = frame.astype({name: object for name, _ in BROKEN.values()})
+    for row, (name, value) in BROKEN.items():
+        frame.loc[row, name] = value
     return frame
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_valid_rows_are_predicted_and_broken_rows_explained(
-    tmp_path: Path, trained, splits, messy: pd.DataFrame, suffix: str
+    tmp_path: Path, trained, splits, settings, messy: pd.DataFrame, suffix: str
 ) -> None:
     source = tmp_path / f"in{suffix}"
     if suffix == ".csv":
         write_table(messy, source)
-    else:  # Parquet keeps column types: a text cell makes the tenure column text
-        write_table(messy.astype({"tenure": str}), source)
+    else:  # Parquet keeps column types: a text cell makes the number column text
+        write_table(messy.astype({BROKEN[3][0]: str}), source)
     result = predict_file(
         trained, 0.5, source, tmp_path / f"out{suffix}", chunk_rows=25, show_progress=False
     )
-    assert (result.rows, result.rejected) == (120, len(BROKEN))
+    assert (result.rows, result.rejected) == (ROWS, len(BROKEN))
 
     output = read_table(result.output)
-    good = [row for row in range(120) if row not in BROKEN]
+    good = [row for row in range(ROWS) if row not in BROKEN]
     assert output["row"].tolist() == good
-    assert output["customer_id"].tolist() == messy.loc[good, "customer_id"].tolist()
+    if ids := settings.data.id:  # columns outside the contract are carried through
+        assert output[ids].astype(str).tolist() == messy.loc[good, ids].astype(str).tolist()
     offline = trained.predict_proba(splits[1].loc[good, FEATURES])[:, 1]
-    np.testing.assert_allclose(output["churn_probability"], offline, rtol=0, atol=1e-12)
-    assert output["churn"].tolist() == (offline >= 0.5).tolist()
+    np.testing.assert_allclose(output["probability"], offline, rtol=0, atol=1e-12)
+    assert output["prediction"].tolist() == (offline >= 0.5).tolist()
 
     rejected = read_table(result.rejected_file)
     assert rejected["row"].tolist() == sorted(BROKEN)
-    for reasons, (column, _) in zip(rejected["reasons"], BROKEN.values(), strict=True):
-        assert reasons.startswith(f"{column}: expected"), reasons
+    for reasons, (name, _) in zip(rejected["reasons"], BROKEN.values(), strict=True):
+        assert reasons.startswith(f"{name}: expected"), reasons
 
 
 def test_cli_predicts_a_file_and_refuses_one_missing_columns(
@@ -68,11 +80,11 @@ def test_cli_predicts_a_file_and_refuses_one_missing_columns(
     args = ["predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
     result = runner.invoke(app, [*args, "--model-dir", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
-    assert "116 of 120 rows predicted" in result.output
+    assert f"{ROWS - len(BROKEN)} of {ROWS} rows predicted" in result.output
     assert (tmp_path / "out.rejected.csv").exists()
 
-    write_table(messy.drop(columns=["contract"]), tmp_path / "in.csv")
+    write_table(messy.drop(columns=[FEATURES[0]]), tmp_path / "in.csv")
     result = runner.invoke(app, [*args, "--model-dir", str(tmp_path / "model")])
     assert result.exit_code == 1
-    assert "lacks the contract's columns ['contract']" in result.output
+    assert f"lacks the contract's columns [{FEATURES[0]!r}]" in result.output
     assert "Traceback" not in result.output

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from {{ cookiecutter.package }}.config import CanarySettings, Settings
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.pipeline.train import fit
 from {{ cookiecutter.package }}.rollout.caddy import CaddyFront
 from {{ cookiecutter.package }}.rollout.canary import promote_version
@@ -146,7 +146,7 @@ def rollout(
     versions answered 20 requests sent through the front once it was decided.
     """
     env = {"SERVE_MODEL_DIR": str(model_dir)} | (fault or {})
-    service, working_dir = ("faulty_service:ChurnService", TESTS) if fault else (SERVICE, None)
+    service, working_dir = ("faulty_service:ModelService", TESTS) if fault else (SERVICE, None)
     log = tmp_path / "canary.log"
     canary = start_server("canary", free_port(), env, log, service, working_dir)
     front = CaddyFront(free_port(), free_port(), tmp_path / "caddy")

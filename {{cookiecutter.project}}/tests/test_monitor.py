@@ -21,9 +21,10 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from contract_data import as_records
 
 from {{ cookiecutter.package }}.config import SERVICE
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.monitoring.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
 from {{ cookiecutter.package }}.rollout.servers import Server
 from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
@@ -82,19 +83,6 @@ def github() -> Iterator[GitHub]:
         server.server_close()
 
 
-def as_records(frame: pd.DataFrame) -> list[dict]:
-    rows = frame[FEATURES].astype(object).to_dict("records")
-    return [{k: None if v != v else v for k, v in row.items()} for row in rows]
-
-
-def shifted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Traffic that moved: longer tenures and everyone on monthly contracts."""
-    moved = frame.copy()
-    moved["tenure"] = (moved["tenure"] + 36).clip(upper=120)
-    moved["contract"] = "Month-to-month"
-    return moved
-
-
 def serve_samples(sink: Path, trained, frame: pd.DataFrame) -> None:
     """What the service does per request: score, then hand records and scores to the sampler."""
     sampler = Sampler(sink, rate=1.0, flush_seconds=3600, clock=lambda: NOW.timestamp() - 600)
@@ -126,9 +114,10 @@ def to_github(github: GitHub) -> dict[str, str]:
 
 
 def test_shifted_traffic_sends_one_well_formed_dispatch(
-    github, settings, tmp_path, trained, splits
+    github, settings, tmp_path, trained, splits, shifted_split
 ) -> None:
-    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+    moved, shifted_columns = shifted_split
+    serve_samples(tmp_path / "samples", trained, moved)
     outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "drift" and outcome.sent and outcome.exit_code == DRIFT_EXIT_CODE
     [request] = github.requests
@@ -141,7 +130,7 @@ def test_shifted_traffic_sends_one_well_formed_dispatch(
     assert body["event_type"] == settings.monitoring.event_type
     payload = body["client_payload"]
     assert len(payload) <= 10  # GitHub's limit on top-level keys
-    assert {"tenure", "contract"} <= set(payload["drifted"])
+    assert set(shifted_columns) <= set(payload["drifted"])
     assert payload["window"]["samples"] == len(splits[1])
     assert payload["window"]["model_versions"] == ["4"]
     assert set(payload["statistics"]) == set(payload["drifted"])
@@ -160,15 +149,19 @@ def test_a_window_without_drift_sends_nothing(github, settings, tmp_path, traine
     assert "model_drift_detected 0" in (tmp_path / "monitor.prom").read_text()
 
 
-def test_too_few_samples_are_not_judged(github, settings, tmp_path, trained, splits) -> None:
-    serve_samples(tmp_path / "samples", trained, shifted(splits[1]).head(5))
+def test_too_few_samples_are_not_judged(
+    github, settings, tmp_path, trained, splits, shifted_split
+) -> None:
+    serve_samples(tmp_path / "samples", trained, shifted_split[0].head(5))
     outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "too_few_samples" and outcome.exit_code == 0
     assert "drift.min_rows" in outcome.record["reason"] and github.requests == []
 
 
-def test_samples_outside_the_window_are_ignored(settings, tmp_path, trained, splits) -> None:
-    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+def test_samples_outside_the_window_are_ignored(
+    settings, tmp_path, trained, splits, shifted_split
+) -> None:
+    serve_samples(tmp_path / "samples", trained, shifted_split[0])
     later = NOW + timedelta(hours=settings.monitoring.window_hours + 1)
     outcome = monitor(
         settings.monitoring.model_copy(update={"sink": str(tmp_path / "samples")}),
@@ -183,10 +176,10 @@ def test_samples_outside_the_window_are_ignored(settings, tmp_path, trained, spl
 
 
 def test_a_refused_dispatch_is_one_clear_error_and_recorded(
-    github, settings, tmp_path, trained, splits
+    github, settings, tmp_path, trained, splits, shifted_split
 ) -> None:
     github.status = 403
-    serve_samples(tmp_path / "samples", trained, shifted(splits[1]))
+    serve_samples(tmp_path / "samples", trained, shifted_split[0])
     with pytest.raises(MonitorError, match=r"403.*Contents read and write"):
         run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     record = json.loads((tmp_path / "monitor.json").read_text())
@@ -210,10 +203,10 @@ def bare_project(tmp_path, trained, splits) -> Path:
 
 
 @pytest.fixture()
-def project(bare_project, trained, splits) -> Path:
+def project(bare_project, trained, shifted_split) -> Path:
     """The project with shifted samples written now (the command's window ends now)."""
     sampler = Sampler(bare_project / "samples", rate=1.0, flush_seconds=3600)
-    moved = shifted(splits[1])
+    moved = shifted_split[0]
     sampler.record(as_records(moved), trained.predict_proba(moved[FEATURES])[:, 1], "4")
     sampler.close()
     return bare_project
@@ -231,7 +224,7 @@ def cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_without_a_token_the_command_prints_the_request(project) -> None:
+def test_without_a_token_the_command_prints_the_request(project, shifted_split) -> None:
     done = cli(project, "--repository", "acme/churn")
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
     head, body = done.stdout.split("\n\n", 1)
@@ -240,10 +233,8 @@ def test_without_a_token_the_command_prints_the_request(project) -> None:
     assert "Authorization: Bearer <GITHUB_TOKEN not set>" in lines
     assert "X-GitHub-Api-Version: 2022-11-28" in lines
     request = json.loads(body)
-    assert (
-        request["event_type"] == "drift-detected"
-        and "tenure" in request["client_payload"]["drifted"]
-    )
+    assert request["event_type"] == "drift-detected"
+    assert set(shifted_split[1]) <= set(request["client_payload"]["drifted"])
     assert "GITHUB_TOKEN is not set" in done.stderr
     assert json.loads((project / "reports/monitor.json").read_text())["status"] == "drift"
 
@@ -333,9 +324,10 @@ def served(bare_project: Path, tmp_path_factory) -> Iterator[str]:
 
 
 def test_served_shifted_traffic_is_sampled_detected_and_dispatched(
-    served, bare_project, github, splits
+    served, bare_project, github, shifted_split
 ) -> None:
-    traffic = as_records(shifted(splits[1]))
+    moved, shifted_columns = shifted_split
+    traffic = as_records(moved)
     with httpx.Client(base_url=served, timeout=60) as client:
         for start in range(0, len(traffic), 100):
             response = client.post("/predict_batch", json=traffic[start : start + 100])
@@ -372,4 +364,4 @@ def test_served_shifted_traffic_is_sampled_detected_and_dispatched(
     )
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
     [request] = github.requests
-    assert {"tenure", "contract"} <= set(json.loads(request["body"])["client_payload"]["drifted"])
+    assert set(shifted_columns) <= set(json.loads(request["body"])["client_payload"]["drifted"])

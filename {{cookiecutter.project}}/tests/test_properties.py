@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from contract_data import breaking_value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import frames
 
-from {{ cookiecutter.package }}.contract.schema import FEATURES, NUMERIC, ContractError, ModelInput, validate
+from {{ cookiecutter.package }}.contract.schema import ModelInput
+from {{ cookiecutter.package }}.contract.validation import FEATURES, NUMERIC, ContractError, validate
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -44,20 +46,17 @@ def broken_frames(draw: st.DrawFn) -> tuple[pd.DataFrame, str]:
     """A valid frame with one column broken in one of the ways real feeds break."""
     frame = draw(valid_frames).copy()
     column = draw(st.sampled_from(FEATURES))
-    how = draw(st.sampled_from(["drop", "as_text", "null", "out_of_range"]))
-    if how == "drop":
-        frame = frame.drop(columns=[column])
-    elif how == "as_text" and column in NUMERIC:
+    how = draw(st.sampled_from(["drop", "as_text", "null", "out_of_rule"]))
+    nullable = ModelInput.to_schema().columns[column].nullable
+    if how == "as_text" and column in NUMERIC:
         frame[column] = frame[column].astype(str)
-    elif how == "null" and column != "total_charges":
+    elif how == "null" and not nullable:
         frame[column] = frame[column].astype(object)
         frame.loc[frame.index[0], column] = None
-    elif column in NUMERIC:
-        frame.loc[frame.index[0], column] = frame[column].dtype.type(-1)
-    else:
-        frame.loc[frame.index[0], column] = "not-a-category"
-    if column == "total_charges" and how in {"null", "as_text"}:
-        frame = frame.drop(columns=[column])  # null is allowed here; break it another way
+    elif how == "out_of_rule" and (value := breaking_value(column)) is not None:
+        frame.loc[frame.index[0], column] = value  # of the column's own type
+    else:  # dropped, or a break this column cannot have (a null where null is allowed)
+        frame = frame.drop(columns=[column])
     return frame, column
 
 

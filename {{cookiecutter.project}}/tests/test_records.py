@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
-from bad_records import FIELDS, broken_records, valid_records
+from bad_records import broken_records, valid_records
+from contract_data import FIELDS, as_records, column, columns, wrong_type
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import frames
 
 from {{ cookiecutter.package }}.contract.records import Contract, contract
-from {{ cookiecutter.package }}.contract.schema import FEATURES, ContractError, ModelInput, validate
+from {{ cookiecutter.package }}.contract.schema import ModelInput
+from {{ cookiecutter.package }}.contract.validation import FEATURES, ContractError, validate
 
 # Examples per property: the profile's (hypothesis' 100; `make test` loads the quick profile).
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -72,23 +74,39 @@ def test_broken_cells_in_a_chunk_fail_only_their_row(case, size: int, data) -> N
 
 def test_every_problem_is_named_with_expected_and_received() -> None:
     checker = contract()
-    record = {name: None for name in FEATURES} | {"tenure": "72", "feature_c": 1.5}
-    del record["contract"]
+    typed, gone = column(kinds={"int", "float"}), FEATURES[-1]
+    gone = gone if gone != typed else FEATURES[0]
+    required = column(nullable=False, kinds={"int", "float", "str"})
+    record = {name: None for name in FEATURES} | {typed: wrong_type(typed), "feature_c": 1.5}
+    del record[gone]
     problems = {p.column: p for p in checker.check_record(record)}
-    assert problems["tenure"].expected == "int64 (a whole number)"
-    assert problems["tenure"].received == "'72' (str)"
+    kinds = {"int": "int64 (a whole number)", "float": "float64 (a number)"}
+    assert problems[typed].expected == kinds[checker_kind(typed)]
+    assert problems[typed].received == "'72' (str)"
     assert problems["feature_c"].check == "extra column"
-    assert problems["contract"].check == "missing column"
-    assert problems["female"].check == "not_nullable"
-    assert "total_charges" not in problems  # nullable: None is a valid value there
+    assert problems[gone].check == "missing column"
+    if required not in {typed, gone}:
+        assert problems[required].check == "not_nullable"
+    for name in columns(nullable=True):  # None is a valid value there
+        assert name not in problems or name in {typed, gone}
+
+
+def checker_kind(name: str) -> str:
+    return {field.name: field.kind for field in contract().fields}[name]
 
 
 def test_json_numbers_fill_float_fields_but_not_int_fields(records: pd.DataFrame) -> None:
-    record = records.astype(object).iloc[0].to_dict()
-    assert contract().check_record(record | {"monthly_charges": 70}) == []
+    record = as_records(records)[0]
+    if number := columns(kinds={"float"}):
+        # A whole number sent without its ".0" is judged as the same number sent with it.
+        whole = round(float(records[number[0]].dropna().iloc[0]))
+        as_float = contract().check_record(record | {number[0]: float(whole)})
+        as_int = contract().check_record(record | {number[0]: whole})
+        assert [p.check for p in as_int] == [p.check for p in as_float]
+    integer = column(kinds={"int"})
     for value in (3.0, True, "3"):
-        (problem,) = contract().check_record(record | {"tenure": value})
-        assert (problem.column, problem.check) == ("tenure", "dtype")
+        (problem,) = contract().check_record(record | {integer: value})
+        assert (problem.column, problem.check) == (integer, "dtype")
 
 
 def test_to_frame_gives_the_model_what_training_gave_it(trained, records: pd.DataFrame) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.serving.sampling import Sampler, from_settings, read_window
 
 START = datetime(2026, 1, 31, 22, 30, tzinfo=UTC)
@@ -143,16 +143,13 @@ def test_concurrent_callers_lose_nothing_and_write_whole_lines(tmp_path, records
 
 def test_missing_values_and_numpy_scalars_are_valid_json(tmp_path, records) -> None:
     sampler = Sampler(tmp_path, rate=1.0, flush_seconds=3600)
-    record = {
-        **as_records(records.head(1))[0],
-        "total_charges": float("nan"),
-        "tenure": np.int64(3),
-    }
+    missing, count = FEATURES[0], FEATURES[-1]  # any two fields: the sampler keeps values as-is
+    record = {**as_records(records.head(1))[0], missing: float("nan"), count: np.int64(3)}
     sampler.record([record], np.array([0.25]), "1")
     sampler.close()
     line = next(Path(tmp_path).rglob("*.jsonl")).read_text()
     stored = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
-    assert stored["record"]["total_charges"] is None and stored["record"]["tenure"] == 3
+    assert stored["record"][missing] is None and stored["record"][count] == 3
 
 
 def test_a_torn_last_line_is_skipped(tmp_path, records) -> None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.cli import app
 from {{ cookiecutter.package }}.config import parse_settings
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.validation import inputs
 from {{ cookiecutter.package }}.data import labels, write_table
 from {{ cookiecutter.package }}.lifecycle.report import Snapshot, training_section
 from {{ cookiecutter.package }}.modeling.features import build_features, make_preprocessor

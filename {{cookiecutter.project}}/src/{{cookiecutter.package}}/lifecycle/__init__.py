@@ -1,1 +1,2 @@
-"""The decisions around a change: the PR quality gate, the PR report, the retraining report."""
+"""The decisions around a change: adopting a dataset, the PR quality gate, the PR report, the
+retraining report."""

@@ -5,8 +5,9 @@ classifier itself about 1 ms. So this module reads the fitted preprocessor once 
 column's category positions, the scaler's means and scales) and fills the model's input row
 with plain Python and NumPy: the same values, in the same column order, as
 ``preprocessor.transform(build_features(frame))``. The engineered columns come from the same
-``derive`` that ``build_features`` calls. tests/test_fast_path.py and the skew tests in
-tests/test_model.py prove that all paths agree.
+``derive`` that ``build_features`` calls, and a missing text value (None, as JSON null arrives)
+takes the column of the encoder's missing category, as NaN does in ``build_features``.
+tests/test_fast_path.py and the skew tests in tests/test_model.py prove that all paths agree.
 
 Only the transformers ``make_preprocessor`` builds are compiled (OneHotEncoder without dropped or
 infrequent categories, StandardScaler); for anything else ``compile_features`` returns None and
@@ -15,21 +16,19 @@ infrequent categories, StandardScaler); for anything else ``compile_features`` r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from {{ cookiecutter.package }}.contract.schema import NUMERIC
-from {{ cookiecutter.package }}.modeling.features import (
-    DERIVED,
-    ENGINEERED_FROM,
-    build_features,
-    derive,
-)
+from {{ cookiecutter.package }}.contract.validation import CATEGORICAL
+from {{ cookiecutter.package }}.modeling.engineered import DERIVED, ENGINEERED_FROM, derive
+from {{ cookiecutter.package }}.modeling.features import build_features
 
 Records = Sequence[Mapping[str, Any]]
 
@@ -39,6 +38,14 @@ class OneHot:
     column: str
     offset: int  # first output column of this input column
     positions: dict[Any, int]  # category -> its output column; unknown ones stay all zeros
+    # The output column of a missing value, when training data had missing values here (the
+    # encoder learnt NaN as a category); None otherwise: a missing value is then unknown.
+    missing: int | None = None
+
+    def position(self, value: Any) -> int | None:
+        if value is None or (type(value) is float and math.isnan(value)):
+            return self.missing
+        return self.positions.get(value)
 
 
 @dataclass(frozen=True)
@@ -56,16 +63,21 @@ class RecordFeatures:
     width: int
     one_hot: list[OneHot]
     scaled: list[Scaled]
+    # Whether a scaled column is one ``derive`` makes or reads (and may replace): only then do
+    # the records need the engineered inputs.
+    derives: bool = True
 
     def __call__(self, records: Records) -> np.ndarray:
         rows = np.zeros((len(records), self.width))
         for part in self.one_hot:
             for row, record in enumerate(records):
-                position = part.positions.get(record[part.column])
+                position = part.position(record[part.column])
                 if position is not None:
                     rows[row, part.offset + position] = 1.0
-        derived = derive(
-            {name: np.array([record[name] for record in records]) for name in ENGINEERED_FROM}
+        derived = (
+            derive({name: np.array([r[name] for r in records]) for name in ENGINEERED_FROM})
+            if self.derives
+            else {}
         )
         for part in self.scaled:
             values = np.empty((len(records), len(part.columns)))
@@ -106,8 +118,11 @@ def compile_features(preprocessor: ColumnTransformer) -> RecordFeatures | None:
             continue
         if isinstance(step, OneHotEncoder) and _plain_one_hot(step):
             for column, categories in zip(columns, step.categories_, strict=True):
-                positions = {value: index for index, value in enumerate(categories.tolist())}
-                one_hot.append(OneHot(column, offset, positions))
+                values = categories.tolist()
+                # NaN != NaN, so the missing category cannot be a dict key that lookups find.
+                missing = [index for index, value in enumerate(values) if pd.isna(value)]
+                positions = {value: index for index, value in enumerate(values) if pd.notna(value)}
+                one_hot.append(OneHot(column, offset, positions, missing[0] if missing else None))
                 offset += len(categories)
         elif isinstance(step, StandardScaler) and _numbers(columns):
             count = len(columns)
@@ -119,7 +134,9 @@ def compile_features(preprocessor: ColumnTransformer) -> RecordFeatures | None:
             return None
     if offset != len(preprocessor.get_feature_names_out()):
         return None
-    return RecordFeatures(offset, one_hot, scaled)
+    engineered = set(DERIVED) | set(ENGINEERED_FROM)
+    derives = any(name in engineered for part in scaled for name in part.columns)
+    return RecordFeatures(offset, one_hot, scaled, derives)
 
 
 def _plain_one_hot(step: OneHotEncoder) -> bool:
@@ -133,5 +150,5 @@ def _plain_one_hot(step: OneHotEncoder) -> bool:
 
 
 def _numbers(columns: list[str]) -> bool:
-    # Raw numeric inputs and derived features; text columns would need their own step.
-    return all(name in NUMERIC or name in DERIVED for name in columns)
+    # Numbers and derived features: the contract's text columns would need their own step.
+    return not any(name in CATEGORICAL for name in columns)

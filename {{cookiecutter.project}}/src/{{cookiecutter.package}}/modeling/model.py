@@ -30,10 +30,12 @@ COMPILED_MAX_ROWS = 32
 FAMILIES = "{{ 'sklearn, torch' if cookiecutter.model == 'torch' else 'sklearn' }}"
 
 
-class ChurnModel(Protocol):
+class Classifier(Protocol):
+    """A binary classifier of contract-valid records: P(data.positive_class) and its inverse."""
+
     family: ClassVar[str]
 
-    def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> ChurnModel: ...
+    def fit(self, frame: pd.DataFrame, labels: np.ndarray) -> Classifier: ...
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
 
@@ -65,7 +67,7 @@ class SklearnModel:
         return self
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probabilities of shape (rows, 2): columns are [stays, churns]."""
+        """Probabilities of shape (rows, 2): columns [negative, positive] (data.positive_class)."""
         return self.pipeline.predict_proba(build_features(frame))
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -110,11 +112,11 @@ def _family(name: str) -> type:
     raise ValueError(f"model family {name!r} is not part of this project; it has: {FAMILIES}")
 
 
-def build_model(family: str, params: dict[str, Any], seed: int) -> ChurnModel:
+def build_model(family: str, params: dict[str, Any], seed: int) -> Classifier:
     """A fresh, unfitted model of the family named in params.yaml (train.model)."""
     return _family(family)(params, seed)
 
 
-def load_model(directory: Path) -> ChurnModel:
+def load_model(directory: Path) -> Classifier:
     """Load whatever family was saved in ``directory``."""
     return _family(read_meta(directory)["family"]).load(directory)

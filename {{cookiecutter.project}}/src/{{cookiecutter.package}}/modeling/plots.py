@@ -1,7 +1,9 @@
 """Curve tables and their PNGs: written by the evaluate stage, compared by the PR report.
 
 The CSV tables are what DVC and git version (`dvc plots diff` reads them); the PNGs are drawn
-from those tables only, so a plot of any commit can be redrawn from its committed CSVs.
+from those tables only, so a plot of any commit can be redrawn from its committed CSVs. The
+confusion table names the classes as the data does (data.target's values), negatives first, so
+the file itself says which class is the positive one.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ CURVES = [  # (file, x, y, title)
     ("roc.csv", "fpr", "tpr", "ROC"),
     ("precision_recall.csv", "recall", "precision", "precision-recall"),
 ]
-CLASSES = np.array(["stays", "churns"])
 
 
-def write_tables(truth: np.ndarray, scores: np.ndarray, threshold: float, out: Path) -> None:
-    """ROC, precision-recall and confusion tables as CSV files."""
+def write_tables(
+    truth: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    out: Path,
+    classes: tuple[str, str] = ("negative", "positive"),
+) -> None:
+    """ROC, precision-recall and confusion tables as CSV files; ``classes`` names the negative
+    and the positive class (data.class_names)."""
     from sklearn import metrics as skm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -32,9 +40,12 @@ def write_tables(truth: np.ndarray, scores: np.ndarray, threshold: float, out: P
     pd.DataFrame({"recall": recall, "precision": precision}).round(6).to_csv(
         out / "precision_recall.csv", index=False
     )
-    pd.DataFrame(
-        {"actual": CLASSES[truth], "predicted": CLASSES[(scores >= threshold).astype(int)]}
-    ).to_csv(out / "confusion.csv", index=False)
+    names = np.array(classes, dtype=object)
+    order = np.argsort(truth, kind="stable")  # negatives first: render_pngs reads the order
+    predicted = (scores[order] >= threshold).astype(int)
+    pd.DataFrame({"actual": names[truth[order]], "predicted": names[predicted]}).to_csv(
+        out / "confusion.csv", index=False
+    )
 
 
 def _pyplot():
@@ -57,9 +68,10 @@ def render_pngs(directory: Path, title: str = "") -> list[Path]:
         axis.set(xlabel=x, ylabel=y, title=f"{label} {title}".strip(), xlim=(0, 1), ylim=(0, 1.02))
         figure.tight_layout()
         written.append(_save(plt, figure, directory / name.replace(".csv", ".png")))
-    confusion = pd.read_csv(directory / "confusion.csv")
+    confusion = pd.read_csv(directory / "confusion.csv", dtype=str, keep_default_na=False)
+    classes = list(dict.fromkeys([*confusion["actual"], *confusion["predicted"]]))
     table = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
-        index=CLASSES, columns=CLASSES, fill_value=0
+        index=classes, columns=classes, fill_value=0
     )
     figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
     counts = table.to_numpy()
@@ -69,8 +81,8 @@ def render_pngs(directory: Path, title: str = "") -> list[Path]:
         color = "white" if count > counts.max() / 2 else "black"
         axis.text(column, row, str(count), ha="center", va="center", color=color)
     axis.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
         xticklabels=table.columns,
         yticklabels=table.index,
         xlabel="predicted",

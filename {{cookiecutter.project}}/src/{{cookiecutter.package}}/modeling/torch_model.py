@@ -140,7 +140,7 @@ def build_network(inputs: int, hidden_sizes: list[int], dropout: float) -> nn.Se
     for size in hidden_sizes:
         layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
         width = size
-    layers.append(nn.Linear(width, 1))  # one logit: churn
+    layers.append(nn.Linear(width, 1))  # one logit: the positive class
     return nn.Sequential(*layers)
 
 
@@ -197,7 +197,7 @@ class TorchModel:
         return self.history.record()
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probabilities of shape (rows, 2): columns are [stays, churns].
+        """Probabilities of shape (rows, 2): columns are [negative, positive] (data.positive_class).
 
         Inference is a float64 NumPy pass over the trained weights: requests are small, NumPy
         does not wake torch's thread pool for a few rows, and float64 makes a row scored alone
@@ -216,11 +216,12 @@ class TorchModel:
     def _forward(self, values: np.ndarray) -> np.ndarray:
         """The network in float64 NumPy on ready model inputs."""
         layers = self._inference_layers()
+        values = _filled(values)
         for weight, bias in layers[:-1]:
             values = np.maximum(values @ weight + bias, 0.0)  # Linear, ReLU (dropout is off)
         weight, bias = layers[-1]
-        churn = expit(values @ weight + bias)[:, 0]
-        return np.column_stack([1.0 - churn, churn])
+        positive = expit(values @ weight + bias)[:, 0]
+        return np.column_stack([1.0 - positive, positive])
 
     def save(self, directory: Path) -> None:
         if self.network is None:
@@ -264,7 +265,13 @@ class TorchModel:
 
     @staticmethod
     def _tensor(values: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(values, dtype=np.float32))
+        return torch.as_tensor(_filled(np.asarray(values, dtype=np.float32)))
+
+
+def _filled(values: np.ndarray) -> np.ndarray:
+    """A missing number (NaN after scaling) as 0, the scaled column's training mean: the
+    scaler ignores NaN when it fits, and a network cannot take NaN as the trees do."""
+    return np.nan_to_num(values, nan=0.0)
 
 
 def _labels(values: np.ndarray) -> torch.Tensor:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from {{ cookiecutter.package }}.config import DRIFT_REPORT, TRAIN_SPLIT, Settings
 from {{ cookiecutter.package }}.contract.records import contract_kinds
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.validation import inputs
 from {{ cookiecutter.package }}.data import read_table
 from {{ cookiecutter.package }}.monitoring.drift import DriftReport, drift, write_report
 from {{ cookiecutter.package }}.serving.choice import Choice, load
@@ -27,6 +27,11 @@ def compare_files(
         raise FileNotFoundError(
             f"{reference} not found: run `make repro` to write the training split, or pass "
             "another reference (make drift REFERENCE=...)"
+        )
+    if not current.exists():
+        raise FileNotFoundError(
+            f"{current} not found: name the sample to compare with the training data, "
+            "make drift CURRENT=<a .csv or .parquet of recent records>"
         )
     kinds = contract_kinds()
     samples = read_table(reference), read_table(current)

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.contract.schema import inputs
-from {{ cookiecutter.package }}.data import labels, read_table
+from {{ cookiecutter.package }}.contract.validation import inputs
+from {{ cookiecutter.package }}.data import class_names, labels, read_table
 from {{ cookiecutter.package }}.modeling import metrics, plots
-from {{ cookiecutter.package }}.modeling.model import ChurnModel, load_model
+from {{ cookiecutter.package }}.modeling.model import Classifier, load_model
 
 
-def score(model: ChurnModel, frame: pd.DataFrame) -> np.ndarray:
-    """P(churn) for each labelled row of ``frame``, after checking the contract."""
+def score(model: Classifier, frame: pd.DataFrame) -> np.ndarray:
+    """P(data.positive_class) for each labelled row of ``frame``, after checking the contract."""
     return model.predict_proba(inputs(frame))[:, 1]
 
 
@@ -29,6 +29,6 @@ def run(
     threshold = settings.evaluate.threshold
     values = metrics.compute(truth, scores, threshold)
     metrics_path.write_text(json.dumps(values, indent=2) + "\n")
-    plots.write_tables(truth, scores, threshold, plots_dir)
+    plots.write_tables(truth, scores, threshold, plots_dir, class_names(frame, settings.data))
     plots.render_pngs(plots_dir)
     return values

@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.validation import inputs
 from {{ cookiecutter.package }}.data import labels, read_table
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, compute
-from {{ cookiecutter.package }}.modeling.model import ChurnModel, load_model
+from {{ cookiecutter.package }}.modeling.model import Classifier, load_model
 
 
 def permutation_importance(
-    model: ChurnModel,
+    model: Classifier,
     frame: pd.DataFrame,
     truth: np.ndarray,
     metric: str,

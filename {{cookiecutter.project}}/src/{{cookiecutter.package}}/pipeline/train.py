@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.contract.schema import inputs
+from {{ cookiecutter.package }}.contract.validation import inputs
 from {{ cookiecutter.package }}.data import labels, read_table
-from {{ cookiecutter.package }}.modeling.model import ChurnModel, build_model
+from {{ cookiecutter.package }}.modeling.model import Classifier, build_model
 
 
-def fit(settings: Settings, frame: pd.DataFrame) -> ChurnModel:
+def fit(settings: Settings, frame: pd.DataFrame) -> Classifier:
     """A model of the family in params.yaml, fitted on labelled rows of ``frame``."""
     train = settings.train
     model = build_model(train.model, train.family_params(), settings.seed)
@@ -33,7 +33,7 @@ def hardware() -> str:
     return f"CPU: {platform.processor() or platform.machine()}"
 
 
-def run(settings: Settings, train_path: Path, model_dir: Path, info_path: Path) -> ChurnModel:
+def run(settings: Settings, train_path: Path, model_dir: Path, info_path: Path) -> Classifier:
     """Train and save; the new model replaces the old one only once fully written."""
     frame = read_table(train_path)
     started = time.perf_counter()

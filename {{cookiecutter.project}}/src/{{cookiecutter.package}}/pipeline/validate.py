@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from {{ cookiecutter.package }}.config import Settings
-from {{ cookiecutter.package }}.contract.schema import ContractError, Problem, RawRecord, validate
+from {{ cookiecutter.package }}.contract.schema import RawRecord
+from {{ cookiecutter.package }}.contract.validation import ContractError, Problem, validate
 from {{ cookiecutter.package }}.data import read_table, split, write_table
 
 

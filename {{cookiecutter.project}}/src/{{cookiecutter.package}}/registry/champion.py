@@ -188,7 +188,7 @@ def challenge(settings: Settings, challenger_dir: Path, holdout: Path, version: 
 
 
 def _score(settings: Settings, model_dir: Path, holdout: Path) -> dict[str, float]:
-    from {{ cookiecutter.package }}.contract.schema import inputs
+    from {{ cookiecutter.package }}.contract.validation import inputs
     from {{ cookiecutter.package }}.data import labels, read_table
     from {{ cookiecutter.package }}.modeling.metrics import compute
     from {{ cookiecutter.package }}.modeling.model import load_model

@@ -109,7 +109,7 @@ def _pyfunc_model() -> Any:
     import mlflow.pyfunc
 
     # Subclass at call time so importing this module does not import mlflow.
-    return type("ChurnPyfunc", (PyfuncModel, mlflow.pyfunc.PythonModel), {})()
+    return type("ModelPyfunc", (PyfuncModel, mlflow.pyfunc.PythonModel), {})()
 
 
 def log_and_register(

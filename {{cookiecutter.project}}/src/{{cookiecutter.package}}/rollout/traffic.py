@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from {{ cookiecutter.package }}.contract.schema import FEATURES
+from {{ cookiecutter.package }}.contract.validation import FEATURES
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The same contract as the online service decides which rows the model sees. A row that breaks
 it goes to a separate "rejected" file with its reasons; every other row is still predicted.
-Columns outside the contract (a customer id, say) are carried through to both files, next to
+Columns outside the contract (an id, say) are carried through to both files, next to
 ``row``, the 0-based position in the input, so results join back to their source.
 """
 
@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from {{ cookiecutter.package }}.contract.records import contract
 from {{ cookiecutter.package }}.data import table_format
-from {{ cookiecutter.package }}.modeling.model import ChurnModel
+from {{ cookiecutter.package }}.modeling.model import Classifier
 
 CHUNK_ROWS = 100_000
 
@@ -105,7 +105,7 @@ class _Writer:
 
 
 def predict_file(
-    model: ChurnModel,
+    model: Classifier,
     threshold: float,
     source: Path,
     output: Path,
@@ -137,7 +137,7 @@ def predict_file(
             if verdict.frame.shape[0]:
                 scores = model.predict_proba(verdict.frame)[:, 1]
                 good = carried[verdict.valid].reset_index(drop=True)
-                predictions.write(good.assign(churn_probability=scores, churn=scores >= threshold))
+                predictions.write(good.assign(probability=scores, prediction=scores >= threshold))
             bad = carried[~verdict.valid].reset_index(drop=True)
             if len(bad):
                 refusals.write(bad.assign(reasons=verdict.reasons))
@@ -147,7 +147,7 @@ def predict_file(
     empty = pd.DataFrame(
         {"row": pd.Series(dtype="int64"), **{n: pd.Series(dtype="str") for n in reader.extra}}
     )
-    no_scores = {"churn_probability": pd.Series(dtype="float64"), "churn": pd.Series(dtype=bool)}
+    no_scores = {"probability": pd.Series(dtype="float64"), "prediction": pd.Series(dtype=bool)}
     predictions.close(empty.assign(**no_scores))
     refusals.close(empty.assign(reasons=pd.Series(dtype="str")))
     return BatchResult(rows, predicted, rows - predicted, output, rejected)

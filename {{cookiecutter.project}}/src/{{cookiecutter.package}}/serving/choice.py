@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package }}.modeling.meta import META_FILE
-from {{ cookiecutter.package }}.modeling.model import ChurnModel, load_model
+from {{ cookiecutter.package }}.modeling.model import Classifier, load_model
 from {{ cookiecutter.package }}.registry.tracking import (
     ModelNotFound,
     download,
@@ -81,7 +81,7 @@ def choose(
     return Choice()
 
 
-def load(choice: Choice) -> tuple[ChurnModel, ModelInfo]:
+def load(choice: Choice) -> tuple[Classifier, ModelInfo]:
     """The chosen model, loaded, and where it came from."""
     if choice.directory is not None:
         return load_model(choice.directory), dir_info(choice.directory)

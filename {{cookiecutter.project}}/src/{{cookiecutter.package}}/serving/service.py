@@ -27,8 +27,8 @@ import numpy as np
 from starlette.responses import JSONResponse
 
 from {{ cookiecutter.package }}.contract.records import contract, problem_dicts
-from {{ cookiecutter.package }}.contract.schema import Problem
-from {{ cookiecutter.package }}.modeling.model import ChurnModel
+from {{ cookiecutter.package }}.contract.validation import Problem
+from {{ cookiecutter.package }}.modeling.model import Classifier
 from {{ cookiecutter.package }}.registry.tracking import ModelNotFound
 from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, ModelInfo, choose, load
@@ -51,7 +51,7 @@ SCORES = bentoml.metrics.Histogram(
 )
 PREDICTIONS = bentoml.metrics.Counter(
     name="model_predictions",
-    documentation="Predicted records by class (threshold from params.yaml evaluate.threshold)",
+    documentation="Predicted records by class, positive or negative (at evaluate.threshold)",
     labelnames=["model_version", "label"],
 )
 REJECTED = bentoml.metrics.Counter(
@@ -247,7 +247,7 @@ class Batcher:
             self.task = None
 
 
-def load_served_model(bento: Any) -> tuple[ChurnModel, ModelInfo]:
+def load_served_model(bento: Any) -> tuple[Classifier, ModelInfo]:
     """The model by serving.choice's one rule; a built bento offers the model packed in it."""
     packed = None
     if bento is not None:
@@ -280,8 +280,9 @@ def limit_model_threads() -> None:
     traffic={"timeout": 30, "max_concurrency": 1024},
     logging={"access": {"enabled": os.environ.get("SERVE_ACCESS_LOG", "0") == "1"}},
 )
-class ChurnService:
-    """Churn probability for customer records that keep the data contract."""
+class ModelService:
+    """The probability of the positive class (params.yaml data.positive_class) for records
+    that keep the data contract, and the prediction at evaluate.threshold."""
 
     # `make build` puts the chosen model in BentoML's model store, and declaring it here packs
     # it into the bento. Declared only when present: a dev `bentoml serve` needs no store entry.
@@ -289,14 +290,14 @@ class ChurnService:
         bento_model = bentoml.models.BentoModel(BENTO_MODEL)
 
     def __init__(self) -> None:
-        self.model, self.info = load_served_model(getattr(ChurnService, "bento", None))
+        self.model, self.info = load_served_model(getattr(ModelService, "bento", None))
         self.contract = contract()
         self.batcher = Batcher(self.score, MAX_BATCH_ROWS)
         # The served version never changes in this process: look its metric series up once.
         version = self.info.version
         self.scores = SCORES.labels(model_version=version)
-        self.churned = PREDICTIONS.labels(model_version=version, label="churn")
-        self.stayed = PREDICTIONS.labels(model_version=version, label="stay")
+        self.positive = PREDICTIONS.labels(model_version=version, label="positive")
+        self.negative = PREDICTIONS.labels(model_version=version, label="negative")
         # Samples for `monitor` (params.yaml monitoring, or SERVE_SAMPLE_RATE / _SINK).
         self.sampler = sampler_from_settings(on_drop=SAMPLES_DROPPED.inc)
         MODEL_INFO.labels(
@@ -309,24 +310,24 @@ class ChurnService:
 
     def score(self, records: list[Mapping[str, Any]]) -> np.ndarray:
         scores = self.model.predict_records(records)[:, 1]  # no DataFrame: modeling/fast.py
-        churned = int((scores >= self.info.threshold).sum())
+        positive = int((scores >= self.info.threshold).sum())
         for value in scores.tolist():
             self.scores.observe(value)
-        self.churned.inc(churned)
-        self.stayed.inc(len(scores) - churned)
+        self.positive.inc(positive)
+        self.negative.inc(len(scores) - positive)
         self.sampler.record(records, scores, self.info.version)  # never blocks: a buffer append
         return scores
 
     def answer(self, score: float) -> dict[str, Any]:
         return {
-            "churn_probability": float(score),
-            "churn": bool(score >= self.info.threshold),
+            "probability": float(score),
+            "prediction": bool(score >= self.info.threshold),
             "model_version": self.info.version,
         }
 
     @bentoml.api(route="/predict")
     async def predict(self, record: dict[str, Any], /) -> dict[str, Any]:
-        """One customer record (a JSON object with every contract field) -> its prediction."""
+        """One record (a JSON object with every contract field) -> its prediction."""
         problems = self.contract.check_record(record)
         if problems:
             return contract_error(problems)
@@ -350,6 +351,6 @@ class ChurnService:
         return {"predictions": [self.answer(score) for score in scores]}
 
 
-ChurnService.add_asgi_middleware(
+ModelService.add_asgi_middleware(
     RequestGuard, max_bytes=MAX_BODY_BYTES, paths=("/predict", "/predict_batch")
 )
