@@ -222,7 +222,8 @@ def test_options_reach_the_files_that_use_them(baked) -> None:
         "dependencies"
     ]
     dvc = next(dep for dep in dependencies if dep.startswith("dvc"))
-    assert (f"dvc[{recorded['dvc_remote']}]" in dvc) == (recorded["dvc_remote"] != "local")
+    extra = {"gcs": "gs"}.get(recorded["dvc_remote"], recorded["dvc_remote"])  # DVC's extra names
+    assert (f"dvc[{extra}]" in dvc) == (recorded["dvc_remote"] != "local")
     tracking = "sqlite:///mlflow.db" if recorded["mlflow_tracking"] == "local" else "127.0.0.1:5000"
     assert tracking in params["registry"]["tracking_uri"]
     assert ("torch" in params["train"]) == (recorded["model"] == "torch")
