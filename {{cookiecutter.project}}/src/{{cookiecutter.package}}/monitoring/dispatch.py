@@ -117,7 +117,7 @@ def request(
 HINTS = {
     401: f"the token was refused: check {TOKEN_ENV} (expired or mistyped?)",
     403: "the token may not run workflows in this repository: it needs the repository "
-    "permission Actions: Read and write (fine-grained or App token; docs: Monitoring)",
+    "permission Actions: Read and write (a fine-grained or GitHub App token; README: Monitoring)",
     404: "no such repository or workflow for this token: check --repository / "
     "GITHUB_REPOSITORY, that the token can see it, and monitoring.retrain.workflow",
     422: "GitHub refused the request: the workflow lacks a workflow_dispatch trigger with the "

@@ -13,9 +13,9 @@ the contract does not allow, times that are not times or lie in the future) and 
 written. A valid file is joined by id to the samples of the twice ``quality.label_delay_hours``
 before its earliest observation, and kept in ``monitoring.labels``::
 
-    <labels>/joined/<UTC time>-<pid>.parquet      request_id, label (1 = data.positive_class),
-                                                   observed_at, timestamp, score, model_version
-    <labels>/unmatched/<UTC time>-<pid>.parquet   request_id, label, observed_at
+    <labels>/joined/<UTC time>-<random>.parquet      request_id, label (1 = positive_class),
+                                                      observed_at, timestamp, score, model_version
+    <labels>/unmatched/<UTC time>-<random>.parquet   request_id, label, observed_at
 
 Nothing is dropped silently: labels matching no sample (a prediction the sampler did not keep,
 one older than the search, a mistyped id) are kept apart and counted; labels observed more than
@@ -39,7 +39,7 @@ import pandas as pd
 from {{ cookiecutter.package }}.config import DataSettings, MonitoringSettings, Settings
 from {{ cookiecutter.package }}.contract.schema import Problem
 from {{ cookiecutter.package }}.data import table_format
-from {{ cookiecutter.package }}.serving.ids import ID_FIELD
+from {{ cookiecutter.package }}.serving.ids import ID_FIELD, new_id
 from {{ cookiecutter.package }}.serving.sampling import (
     SCORE,
     TIMESTAMP,
@@ -209,9 +209,9 @@ def join(
     found = index.get_indexer(labels[ID_FIELD])
     hit = found >= 0
     joined = labels[hit].reset_index(drop=True)
-    source = predictions.iloc[found[hit]]
+    source = predictions.iloc[found[hit]].reset_index(drop=True)
     for name in (TIMESTAMP, SCORE, VERSION):
-        joined[name] = source[name].to_numpy()
+        joined[name] = source[name]
     late = int(((joined[OBSERVED] - joined[TIMESTAMP]) > delay).sum())
     return joined, labels[~hit].reset_index(drop=True), late
 
@@ -245,7 +245,7 @@ def ingest(
     joined, unmatched, late = join(labels, predictions, delay)
     root = store(settings)
     relabelled = int(np.isin(joined[ID_FIELD], labelled_ids(root)).sum())
-    stamp = f"{now:%Y%m%dT%H%M%S%fZ}-{os.getpid()}"
+    stamp = f"{now:%Y%m%dT%H%M%S%fZ}-{new_id()[:12]}"  # sorts by time, never collides
     return Fed(
         source=str(path),
         rows=len(labels),

@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,16 +145,19 @@ def group_metrics(
     tests = intervals(truth, scores, predicted)
     found: dict[str, dict[str, Any]] = {}
     for name, metric in METRICS.items():
-        try:
-            value: float | None = compute(truth.astype(int), scores, evaluate.threshold, [name])[
-                name
-            ]
-        except ValueError:  # roc_auc of one class: undefined
-            value = None
+        with warnings.catch_warnings():  # roc_auc of one class is undefined: None, not a warning
+            warnings.simplefilter("ignore")
+            try:
+                value: float | None = compute(
+                    truth.astype(int), scores, evaluate.threshold, [name]
+                )[name]
+            except ValueError:
+                value = None
+        value = value if value is not None and math.isfinite(value) else None
         limit = evaluate.limit(name)
         entry: dict[str, Any] = {"value": value, "interval": None, "bound": None, "limit": limit}
         entry |= {"p_value": None, "below_limit": False}
-        if value is not None and math.isfinite(value):
+        if value is not None:
             test = tests[name](value, limit if limit is not None else 0.5, z)
             if test is not None:
                 low, high, se = test

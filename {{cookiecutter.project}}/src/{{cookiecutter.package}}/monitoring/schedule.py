@@ -63,7 +63,7 @@ def _values(cron: str, field: str, name: str, low: int, high: int) -> list[int] 
             first, *rest = (int(n) for n in match[1].split("-"))
             last = rest[0] if rest else (high if match[2] else first)
         if not low <= first <= last <= high or step == 0:
-            raise _bad(cron, f"the {name} field {field!r} leaves {low}-{high}")
+            raise _bad(cron, f"the {name} field {field!r} is not within {low}-{high}, low to high")
         found.update(range(first, last + 1, step))
     return sorted(found)
 
