@@ -1,11 +1,8 @@
-"""The monitor runs by itself: params.yaml monitoring.schedule, checked and rendered into
-{%- if cookiecutter.deploy == 'kubernetes' %} a CronJob (deploy/k8s){% else %} a systemd
-timer and service (deploy/local){% endif %} that the platform's own validator accepts."""
+"""The monitor runs by itself: params.yaml monitoring.schedule, checked and rendered into the
+{% if cookiecutter.deploy == 'kubernetes' %}CronJob of deploy/k8s{% else %}systemd timer and service of deploy/local{% endif %}, which the platform's own checks accept."""
 
 from __future__ import annotations
-
-{%- if cookiecutter.deploy == 'local' %}
-
+{% if cookiecutter.deploy == 'local' %}
 import shutil
 import subprocess
 {%- endif %}
