@@ -252,7 +252,7 @@ def markdown(record: dict[str, Any]) -> str:
     names = list(METRICS)
     level = 1 - 2 * record["significance"]
     lines += [
-        f"{headline} {record['labels']:,} labelled predictions; intervals at {level:.0%}.",
+        f"{headline} {record['labels']:,} labelled predictions; intervals at {100 * level:.0f} %.",
         "",
         "| window (UTC) | model | labels | " + " | ".join(names) + " |",
         "|---|---|--:|" + "--:|" * len(names),
