@@ -62,6 +62,7 @@ ALWAYS = {
     "src/{package}/monitoring/feedback.py",
     "src/{package}/monitoring/monitor.py",
     "src/{package}/monitoring/quality.py",
+    "src/{package}/monitoring/rendered.py",
     "src/{package}/monitoring/schedule.py",
     "src/{package}/monitoring/shift.py",
     "src/{package}/pipeline/__init__.py",

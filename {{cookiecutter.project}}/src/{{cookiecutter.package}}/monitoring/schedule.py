@@ -22,11 +22,12 @@ import re
 from pathlib import Path
 {%- if cookiecutter.deploy == 'kubernetes' %}
 from typing import Any
-
-import yaml
 {%- endif %}
 
 from {{ cookiecutter.package }}.config import SCHEDULE_DIR, ParamsError, Settings, sync_rendered
+{%- if cookiecutter.deploy == 'kubernetes' %}
+from {{ cookiecutter.package }}.monitoring.rendered import Block, dump
+{%- endif %}
 
 APP = "{{ cookiecutter.project }}"
 PACKAGE = "{{ cookiecutter.package }}"
@@ -153,7 +154,7 @@ def cronjob(settings: Settings) -> dict[str, Any]:
     container = {
         "name": "monitor",
         "image": APP,  # the Deployment's placeholder: kustomization.yaml `images:` pins both
-        "command": ["/bin/sh", "-c", _script(settings)],
+        "command": ["/bin/sh", "-c", Block(_script(settings))],
         "envFrom": [{"configMapRef": {"name": f"{APP}-monitoring"}}],
         "env": [
             {
@@ -213,21 +214,8 @@ def volume() -> dict[str, Any]:
 {%- endif %}
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _text)
-
-
 def _dump(manifest: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=100)
+    return dump(manifest, HEADER)
 
 
 def render(settings: Settings) -> dict[str, str]:
