@@ -102,13 +102,18 @@ def finish(stages, extra):
     print(json.dumps(dict(stages=stages, rss_kb=rss, **extra)))
 """
 
-IMPORTS_ONLY = COMMON + """
+IMPORTS_ONLY = (
+    COMMON
+    + """
 import numpy, pandas, pyarrow, sklearn.metrics, scipy.stats
 finish({}, {})
 """
+)
 
 # Formatted with the package name.
-OURS = COMMON + """
+OURS = (
+    COMMON
+    + """
 from datetime import datetime, timezone
 from pathlib import Path
 import sklearn.metrics, scipy.stats  # imported before the clock starts, as the baseline's are
@@ -136,8 +141,11 @@ finish(
       "roc_auc": auc}},
 )
 """
+)
 
-BASELINE = COMMON + """
+BASELINE = (
+    COMMON
+    + """
 import glob
 import numpy as np
 import pandas as pd
@@ -172,6 +180,7 @@ finish(
      "roc_auc": {key: value["roc_auc"] for key, value in results.items()}},
 )
 """
+)
 
 
 def run_child(code: str, data: Path, work: Path, cwd: Path, env: dict[str, str]) -> dict:
@@ -202,9 +211,16 @@ def main() -> int:
         data.mkdir()
         with console.status(f"writing {args.rows:,} samples and labels with the bake's sampler"):
             subprocess.run(
-                [sys.executable, "-c", MAKE_DATA.format(pkg=package, start=START),
-                 str(args.rows), str(data)],
-                check=True, env=env, cwd=project,
+                [
+                    sys.executable,
+                    "-c",
+                    MAKE_DATA.format(pkg=package, start=START),
+                    str(args.rows),
+                    str(data),
+                ],
+                check=True,
+                env=env,
+                cwd=project,
             )
         size = sum(path.stat().st_size for path in (data / "samples").rglob("*.jsonl"))
         results = {}
@@ -221,9 +237,7 @@ def main() -> int:
             console.print(f"{name}: {stages}; {results[name]['rss_kb'] / 1024:.0f} MB")
     load_after = os.getloadavg()[0]
     ours, base = results["ours"], results["baseline"]
-    agree = max(
-        abs(ours["roc_auc"][key] - base["roc_auc"][key]) for key in base["roc_auc"]
-    )
+    agree = max(abs(ours["roc_auc"][key] - base["roc_auc"][key]) for key in base["roc_auc"])
     assert ours["matched"] == base["matched"] and ours["groups"] == base["groups"], (ours, base)
     speed = base["stages"]["total"] / ours["stages"]["total"]
     memory = ours["rss_kb"] / base["rss_kb"]
@@ -259,9 +273,7 @@ def main() -> int:
             "an interval and a verdict per metric and writes JSON, markdown and gauges. Load "
             f"average: {load_before:.1f} at the start, {load_after:.1f} at the end "
             f"({os.cpu_count()} cores).",
-            table(
-                ["contender", "seconds", "stages (s)", "peak RSS MB", "above imports MB"], rows
-            ),
+            table(["contender", "seconds", "stages (s)", "peak RSS MB", "above imports MB"], rows),
             f"Ours / baseline: **{speed:.1f}x as fast**, **{memory:.2f}x the peak memory**. "
             "Most of the difference is reading the samples: ours parses only the id, time, "
             "score and version of each line with Arrow's JSON reader and never builds the "

@@ -119,7 +119,8 @@ def test_rules_rendered_from_other_params_still_pass_their_tests(project: Path) 
         "for_minutes": 25,
     }
     # The quality alert's limits are the holdout limits, on both sides.
-    params["evaluate"] |= {"at_least": {"roc_auc": 0.9, "recall": 0.5}, "at_most": {"log_loss": 0.5}}
+    limits = {"at_least": {"roc_auc": 0.9, "recall": 0.5}, "at_most": {"log_loss": 0.5}}
+    params["evaluate"] |= limits
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     package = json.loads((project / ".cookiecutter.json").read_text())["package"]
     env = tool_env(extra={"PYTHONPATH": str(project / "src")})
