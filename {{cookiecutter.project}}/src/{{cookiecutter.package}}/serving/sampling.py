@@ -142,7 +142,7 @@ class Sampler:
                 chosen = np.flatnonzero(self.random.random(len(records)) < self.rate)
             room = self.max_buffer - len(self.buffer)
             kept = [
-                (now, version, float(scores[i]), records[i], ids[i] if ids else None)
+                (now, version, float(scores[i]), records[i], None if ids is None else ids[i])
                 for i in chosen[:room]
             ]
             self.buffer.extend(kept)
