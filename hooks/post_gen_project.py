@@ -30,6 +30,8 @@ ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
         "tests/test_k8s_manifests.py",
     ],
     ("deploy", ("local",)): ["deploy/local"],
+    # The cluster keeps monitoring data on a volume only when the DVC remote is a local disk.
+    ("dvc_remote", ("local",)): ["deploy/k8s/monitoring-volume.yaml"],
 }
 
 

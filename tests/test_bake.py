@@ -63,9 +63,15 @@ ALWAYS = {
     "src/{package}/monitoring/__init__.py",
     "src/{package}/monitoring/alerts.py",
     "src/{package}/monitoring/compare.py",
+    "src/{package}/monitoring/dispatch.py",
     "src/{package}/monitoring/drift.py",
+    "src/{package}/monitoring/feedback.py",
     "src/{package}/monitoring/monitor.py",
     "src/{package}/monitoring/stats.py",
+    "src/{package}/monitoring/quality.py",
+    "src/{package}/monitoring/rendered.py",
+    "src/{package}/monitoring/schedule.py",
+    "src/{package}/monitoring/shift.py",
     "src/{package}/pipeline/__init__.py",
     "src/{package}/pipeline/evaluate.py",
     "src/{package}/pipeline/explain.py",
@@ -90,6 +96,7 @@ ALWAYS = {
     "src/{package}/serving/batch.py",
     "src/{package}/serving/bento.py",
     "src/{package}/serving/choice.py",
+    "src/{package}/serving/ids.py",
     "src/{package}/serving/sampling.py",
     "src/{package}/serving/service.py",
     "tests/bad_records.py",
@@ -125,6 +132,12 @@ ALWAYS = {
     "tests/test_alerts.py",
     "tests/test_monitor.py",
     "tests/test_sampling.py",
+    # the monitoring loop (issue 20): request ids, labels, quality, the monitor's schedule
+    "tests/fake_github.py",
+    "tests/test_feedback.py",
+    "tests/test_feedback_loop.py",
+    "tests/test_quality.py",
+    "tests/test_schedule.py",
 }
 # (option, values) -> files that exist exactly when the option has one of those values.
 ONLY_WHEN = {
@@ -141,6 +154,8 @@ ONLY_WHEN = {
         "deploy/k8s/deployment.yaml",
         "deploy/k8s/hpa.yaml",
         "deploy/k8s/kustomization.yaml",
+        "deploy/k8s/monitor-cronjob.yaml",
+        "deploy/k8s/monitoring-config.yaml",
         "deploy/k8s/README.md",
         "deploy/k8s/rollout.yaml",
         "deploy/k8s/service.yaml",
@@ -150,7 +165,15 @@ ONLY_WHEN = {
     ("deploy", ("local",)): {
         "deploy/local/README.md",
         "deploy/local/bento-serve@.service",
+        "deploy/local/monitor.service",
+        "deploy/local/monitor.timer",
         "deploy/local/serving.env",
+    },
+}
+# Files that exist exactly when every (option, values) pair holds.
+ONLY_WHEN_ALL = {
+    (("deploy", ("kubernetes",)), ("dvc_remote", ("local",))): {
+        "deploy/k8s/monitoring-volume.yaml"
     },
 }
 # `${{` is GitHub's, `{{args.` Argo Rollouts' (deploy/k8s/analysis-template.yaml).
@@ -161,6 +184,9 @@ def expected_files(answers: dict[str, str], package: str) -> set[str]:
     names = set(ALWAYS)
     for (option, values), paths in ONLY_WHEN.items():
         if answers.get(option, _default(option)) in values:
+            names |= paths
+    for conditions, paths in ONLY_WHEN_ALL.items():
+        if all(answers.get(option, _default(option)) in values for option, values in conditions):
             names |= paths
     return {name.format(package=package) for name in names}
 
@@ -237,7 +263,8 @@ def test_options_reach_the_files_that_use_them(baked) -> None:
         "dependencies"
     ]
     dvc = next(dep for dep in dependencies if dep.startswith("dvc"))
-    assert (f"dvc[{recorded['dvc_remote']}]" in dvc) == (recorded["dvc_remote"] != "local")
+    extra = {"gcs": "gs"}.get(recorded["dvc_remote"], recorded["dvc_remote"])  # DVC's extra names
+    assert (f"dvc[{extra}]" in dvc) == (recorded["dvc_remote"] != "local")
     tracking = "sqlite:///mlflow.db" if recorded["mlflow_tracking"] == "local" else "127.0.0.1:5000"
     assert tracking in params["registry"]["tracking_uri"]
     assert ("torch" in params["train"]) == (recorded["model"] == "torch")

@@ -25,7 +25,7 @@ needs_promtool = pytest.mark.skipif(
     "root with apt; or install it yourself (apt-get install prometheus)",
 )
 # Metrics that exist: the service's (service.py), BentoML's HTTP metrics, the gauges `monitor`
-# writes, and model_accuracy from the labels feedback job the docs describe.
+# writes, and the model quality gauges `feedback` and `monitor` write (monitoring/quality.py).
 SERVICE_METRICS = {
     "model_prediction_score_bucket",
     "model_prediction_score_sum",
@@ -42,10 +42,17 @@ BENTOML_METRICS = {
 MONITOR_METRICS = {
     "model_drift_detected",
     "model_drifted_columns",
+    "model_prediction_shift_psi",
     "model_monitor_samples",
     "model_monitor_last_run_timestamp_seconds",
 }
-KNOWN = SERVICE_METRICS | BENTOML_METRICS | MONITOR_METRICS | {"model_accuracy"}
+QUALITY_METRICS = {
+    "model_quality",
+    "model_quality_bound",
+    "model_quality_labels",
+    "model_quality_last_run_timestamp_seconds",
+}
+KNOWN = SERVICE_METRICS | BENTOML_METRICS | MONITOR_METRICS | QUALITY_METRICS
 METRIC = re.compile(r"\b((?:model|bentoml)_[a-z_]+)\b")
 LABELS = re.compile(r"\bby\s*\([^)]*\)|\{[^}]*\}")  # grouping and matchers name labels
 
@@ -109,9 +116,11 @@ def test_rules_rendered_from_other_params_still_pass_their_tests(project: Path) 
         "latency_p95_seconds": 2.5,
         "rejected_rate": 0.45,
         "score_shift": 0.03,
-        "accuracy_floor": 0.9,
         "for_minutes": 25,
     }
+    # The quality alert's limits are the holdout limits, on both sides.
+    limits = {"at_least": {"roc_auc": 0.9, "recall": 0.5}, "at_most": {"log_loss": 0.5}}
+    params["evaluate"] |= limits
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     package = json.loads((project / ".cookiecutter.json").read_text())["package"]
     env = tool_env(extra={"PYTHONPATH": str(project / "src")})
@@ -122,6 +131,7 @@ def test_rules_rendered_from_other_params_still_pass_their_tests(project: Path) 
         run(command, cwd=project, env=env)
         rules = (project / "deploy/monitoring/alerts.yml").read_text()
         assert "> 0.01\n" in rules and "for: 25m" in rules and "> 43200" in rules
+        assert '{metric="recall"}) < 0.5' in rules and '{metric="log_loss"}) > 0.5' in rules
         promtool("test", "rules", "alerts.test.yml", cwd=project / "deploy/monitoring")
     finally:
         params_file.write_text(original)
@@ -139,5 +149,5 @@ def test_rules_and_dashboard_read_only_metrics_that_exist(project: Path) -> None
     service = next((project / "src").rglob("service.py")).read_text()
     for name in ("model_prediction_score", "model_predictions", "model_rejected_requests"):
         assert f'name="{name}"' in service  # the service still exports what the rules read
-    assert {"model_drift_detected", "model_accuracy"} <= in_rules
+    assert {"model_drift_detected", "model_quality_bound"} <= in_rules
     assert "model_rejected_requests_total" in in_dashboard

@@ -109,6 +109,15 @@ def trained(
 
 
 @pytest.fixture()
+def github() -> Iterator:
+    """The GitHub API stand-in on loopback (tests/fake_github.py): records every request."""
+    from fake_github import running
+
+    with running() as server:
+        yield server
+
+
+@pytest.fixture()
 def records(splits: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
     """A few valid model inputs from the holdout split."""
     from {{ cookiecutter.package }}.contract.validation import FEATURES

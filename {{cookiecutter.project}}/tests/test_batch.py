@@ -71,6 +71,26 @@ def test_valid_rows_are_predicted_and_broken_rows_explained(
         assert reasons.startswith(f"{name}: expected"), reasons
 
 
+def test_each_output_row_carries_its_key(tmp_path: Path, trained, messy: pd.DataFrame) -> None:
+    """A row's key is what a labels file names later: the input's own request_id when it has
+    one, else ``<run id>-<row>``, unique across rows and runs."""
+    write_table(messy, tmp_path / "in.csv")
+    keys = []
+    for run in range(2):
+        out = tmp_path / f"out{run}.csv"
+        predict_file(trained, 0.5, tmp_path / "in.csv", out, show_progress=False)
+        output, rejected = read_table(out), read_table(out.with_name(f"out{run}.rejected.csv"))
+        run_ids, rows = zip(*(key.rsplit("-", 1) for key in output["request_id"]), strict=True)
+        assert len(set(run_ids)) == 1 and list(rows) == [str(row) for row in output["row"]]
+        assert set(rejected["row"]) == set(BROKEN) and rejected["request_id"].notna().all()
+        keys += output["request_id"].tolist()
+    assert len(set(keys)) == len(keys)  # two runs of the same file: no key twice
+    write_table(messy.assign(request_id=[f"order-{i}" for i in range(120)]), tmp_path / "own.csv")
+    predict_file(trained, 0.5, tmp_path / "own.csv", tmp_path / "own-out.csv", show_progress=False)
+    output = read_table(tmp_path / "own-out.csv")
+    assert output["request_id"].tolist() == [f"order-{row}" for row in output["row"]]
+
+
 def test_cli_predicts_a_file_and_refuses_one_missing_columns(
     tmp_path: Path, trained, messy: pd.DataFrame
 ) -> None:

@@ -29,6 +29,7 @@ from {{ cookiecutter.package }}.rollout.canary import promote_version
 from {{ cookiecutter.package }}.rollout.loop import Rollout, run_rollout
 from {{ cookiecutter.package }}.rollout.servers import SERVICE, Server, start_server
 from {{ cookiecutter.package }}.rollout.traffic import Replay, Traffic
+from {{ cookiecutter.package }}.serving.ids import ID_FIELD
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
@@ -126,7 +127,10 @@ def holdout(splits) -> list[dict]:
 
 
 def stable_answer(server: Server, record: dict) -> dict:
-    return httpx.post(f"{server.url}/predict", json=record, timeout=30).json()
+    """The stable server's answer to ``record``, without its request id (new every time)."""
+    answer = httpx.post(f"{server.url}/predict", json=record, timeout=30).json()
+    answer.pop(ID_FIELD)
+    return answer
 
 
 def rollout(

@@ -1,6 +1,6 @@
 """`monitor` closes the loop: samples kept by the real sampler, drift judged against the training
-split, and a repository_dispatch request received by a local HTTP server standing in for the
-GitHub API (loopback only)."""
+split, and a workflow_dispatch request received by a local HTTP server standing in for the
+GitHub API (loopback only, tests/fake_github.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from contract_data import as_records
+from fake_github import TOKEN, GitHub
 
 from {{ cookiecutter.package }}.config import SERVICE
 from {{ cookiecutter.package }}.contract.validation import FEATURES
@@ -31,56 +30,8 @@ from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-TOKEN = "ghp_test-token-never-printed"
+DISPATCHES = "/repos/acme/churn/actions/workflows/retrain.yml/dispatches"
 pytestmark = pytest.mark.slow
-
-
-class GitHub(ThreadingHTTPServer):
-    """Records every request; answers with ``status`` (204 is GitHub's success)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[dict] = []
-        self.status = 204
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: GitHub
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.requests.append(
-            {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body}
-        )
-        if self.server.status == 204:
-            self.send_response(204)
-            self.end_headers()
-            return
-        answer = json.dumps({"message": "Resource not accessible by personal access token"})
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer.encode())
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-
-@pytest.fixture()
-def github() -> Iterator[GitHub]:
-    server = GitHub()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def serve_samples(sink: Path, trained, frame: pd.DataFrame) -> None:
@@ -121,21 +72,22 @@ def test_shifted_traffic_sends_one_well_formed_dispatch(
     outcome = run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     assert outcome.status == "drift" and outcome.sent and outcome.exit_code == DRIFT_EXIT_CODE
     [request] = github.requests
-    assert request["method"] == "POST" and request["path"] == "/repos/acme/churn/dispatches"
+    assert request["method"] == "POST" and request["path"] == DISPATCHES
     headers = {name.lower(): value for name, value in request["headers"].items()}
     assert headers["authorization"] == f"Bearer {TOKEN}"
     assert headers["accept"] == "application/vnd.github+json"
     assert headers["x-github-api-version"] == "2022-11-28"
     body = json.loads(request["body"])
-    assert body["event_type"] == settings.monitoring.event_type
-    payload = body["client_payload"]
-    assert len(payload) <= 10  # GitHub's limit on top-level keys
-    assert set(shifted_columns) <= set(payload["drifted"])
-    assert payload["window"]["samples"] == len(splits[1])
-    assert payload["window"]["model_versions"] == ["4"]
-    assert set(payload["statistics"]) == set(payload["drifted"])
+    # workflow_dispatch: the branch, and exactly the inputs retrain.yml declares.
+    assert body["ref"] == settings.monitoring.retrain_ref
+    assert body["inputs"]["trigger"] == settings.monitoring.event_type
+    assert set(body["inputs"]) == {"trigger", "reason"}
+    assert all(column in body["inputs"]["reason"] for column in shifted_columns)
     record = json.loads((tmp_path / "monitor.json").read_text())
     assert record["status"] == "drift" and record["dispatch"]["sent"] is True
+    assert set(shifted_columns) <= set(record["drift"]["drifted_columns"])
+    assert record["window"]["samples"] == len(splits[1])
+    assert record["window"]["model_versions"] == ["4"]
     assert TOKEN not in (tmp_path / "monitor.json").read_text()
     assert "model_drift_detected 1" in (tmp_path / "monitor.prom").read_text()
 
@@ -180,7 +132,7 @@ def test_a_refused_dispatch_is_one_clear_error_and_recorded(
 ) -> None:
     github.status = 403
     serve_samples(tmp_path / "samples", trained, shifted_split[0])
-    with pytest.raises(MonitorError, match=r"403.*Contents read and write"):
+    with pytest.raises(MonitorError, match=r"403.*Actions: Read and write"):
         run_monitor(settings, tmp_path, trained, splits, **to_github(github))
     record = json.loads((tmp_path / "monitor.json").read_text())
     assert record["dispatch"]["sent"] is False
@@ -229,12 +181,12 @@ def test_without_a_token_the_command_prints_the_request(project, shifted_split) 
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
     head, body = done.stdout.split("\n\n", 1)
     lines = head.splitlines()
-    assert lines[0] == "POST https://api.github.com/repos/acme/churn/dispatches"
+    assert lines[0] == f"POST https://api.github.com{DISPATCHES}"
     assert "Authorization: Bearer <GITHUB_TOKEN not set>" in lines
     assert "X-GitHub-Api-Version: 2022-11-28" in lines
     request = json.loads(body)
-    assert request["event_type"] == "drift-detected"
-    assert set(shifted_split[1]) <= set(request["client_payload"]["drifted"])
+    assert request["inputs"]["trigger"] == "drift-detected"
+    assert all(column in request["inputs"]["reason"] for column in shifted_split[1])
     assert "GITHUB_TOKEN is not set" in done.stderr
     assert json.loads((project / "reports/monitor.json").read_text())["status"] == "drift"
 
@@ -244,7 +196,7 @@ def test_with_a_token_the_command_sends_it(project, github) -> None:
         project, GITHUB_TOKEN=TOKEN, GITHUB_REPOSITORY="acme/churn", GITHUB_API_URL=github.url
     )
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
-    assert [r["path"] for r in github.requests] == ["/repos/acme/churn/dispatches"]
+    assert [r["path"] for r in github.requests] == [DISPATCHES]
     assert TOKEN not in done.stdout + done.stderr
 
 
@@ -363,5 +315,5 @@ def test_served_shifted_traffic_is_sampled_detected_and_dispatched(
         GITHUB_API_URL=github.url,
     )
     assert done.returncode == DRIFT_EXIT_CODE, done.stderr
-    [request] = github.requests
-    assert set(shifted_columns) <= set(json.loads(request["body"])["client_payload"]["drifted"])
+    [body] = github.bodies()
+    assert all(column in body["inputs"]["reason"] for column in shifted_columns)

@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}.contract.validation import FEATURES
-from {{ cookiecutter.package }}.serving.sampling import Sampler, from_settings, read_window
+from {{ cookiecutter.package }}.serving.sampling import (
+    Sampler,
+    from_settings,
+    read_predictions,
+    read_window,
+)
 
 START = datetime(2026, 1, 31, 22, 30, tzinfo=UTC)
 
@@ -160,6 +165,35 @@ def test_a_torn_last_line_is_skipped(tmp_path, records) -> None:
     with path.open("a") as handle:
         handle.write('{"timestamp": "2026-01-31T22:3')  # a worker killed mid-write
     assert len(read_window(tmp_path, START, START + timedelta(hours=1))) == 2
+
+
+def test_ids_are_kept_with_each_sample_and_read_back_by_both_readers(tmp_path, records) -> None:
+    clock = Clock(START)
+    sampler = Sampler(tmp_path, rate=1.0, flush_seconds=3600, clock=clock)
+    rows = as_records(records.head(4))
+    sampler.record(rows[:3], [0.1, 0.2, 0.3], "7", ["a", "b-0", "b-1"])
+    clock.advance(hours=1)
+    sampler.record(rows[3:], [0.4], "8")  # a caller without ids (samples from before them)
+    sampler.close()
+    window = read_window(tmp_path, START, START + timedelta(hours=2))
+    assert window["request_id"].tolist() == ["a", "b-0", "b-1", None]
+    path = next(tmp_path.rglob("22-*.jsonl"))
+    with path.open("a") as handle:
+        handle.write('{"timestamp": "2026-01-31T22:3')  # a torn line: read line by line instead
+    found = read_predictions(tmp_path, START, START + timedelta(hours=2))
+    assert list(found.columns) == ["request_id", "timestamp", "score", "model_version"]
+    assert found["request_id"].tolist()[:3] == ["a", "b-0", "b-1"]
+    assert found["request_id"].isna().tolist() == [False, False, False, True]
+    assert found["score"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert found["model_version"].tolist() == ["7", "7", "7", "8"]
+    assert (found["timestamp"] == window["timestamp"]).all()
+    assert (
+        read_predictions(tmp_path, START + timedelta(hours=1), START + timedelta(hours=2))[
+            "request_id"
+        ]
+        .isna()
+        .all()
+    )
 
 
 def test_rate_outside_zero_one_is_refused(tmp_path) -> None:

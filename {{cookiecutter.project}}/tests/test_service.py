@@ -218,3 +218,27 @@ def test_probes_and_metrics_tell_what_is_served(client, trained, records) -> Non
     label = "positive" if positive else "negative"  # the class, not a name from example data
     assert 'model_predictions_total{label="' + label + '",model_version="local"}' in metrics
     assert 'model_rejected_requests_total{reason="extra_field"}' in metrics
+
+
+def test_every_answer_carries_a_request_id_and_keeps_a_callers(client, records) -> None:
+    record = as_json(records.head(1))[0]
+    fresh = client.post("/predict", json=record)
+    assert fresh.json()["request_id"] == fresh.headers["x-request-id"]
+    assert len(fresh.headers["x-request-id"]) == 32
+    kept = client.post("/predict", json=record, headers={"X-Request-ID": "gateway-7f3a:12"})
+    assert kept.headers["x-request-id"] == kept.json()["request_id"] == "gateway-7f3a:12"
+    # Not well formed (a space, a comma): replaced, never echoed into logs and files.
+    odd = client.post("/predict", json=record, headers={"X-Request-ID": "a b,c"})
+    assert odd.headers["x-request-id"] == odd.json()["request_id"] != "a b,c"
+    batch = client.post(
+        "/predict_batch", json=as_json(records.head(3)), headers={"X-Request-ID": "b1"}
+    )
+    assert batch.json()["request_id"] == batch.headers["x-request-id"] == "b1"
+    assert [p["request_id"] for p in batch.json()["predictions"]] == ["b1-0", "b1-1", "b1-2"]
+    # Refusals carry one too: by the contract, and before any handler runs.
+    refused = client.post(
+        "/predict", json=record | {"feature_c": 1}, headers={"X-Request-ID": "r9"}
+    )
+    assert (refused.status_code, refused.headers["x-request-id"]) == (422, "r9")
+    malformed = client.post("/predict", content=b"{", headers={"X-Request-ID": "r10"})
+    assert (malformed.status_code, malformed.headers["x-request-id"]) == (400, "r10")

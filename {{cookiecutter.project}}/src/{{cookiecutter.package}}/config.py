@@ -45,12 +45,15 @@ DRIFT_MARKDOWN = DRIFT_REPORT.with_suffix(".md")
 PROMOTION_RECORD = Path("reports/promotion.json")
 RETRAIN_BODY = Path("reports/retrain.md")
 RETRAIN_PATCH = Path("reports/retrain.patch")
-# Monitoring: the run's record, its gauges for Prometheus' textfile collector, and the alert
-# rules (with their promtool tests) rendered from params.yaml.
+# Monitoring: the run's record, its gauges for Prometheus' textfile collector, the alert rules
+# (with their promtool tests) rendered from params.yaml, `feedback`'s record, model quality.
 MONITOR_RECORD = Path("reports/monitor.json")
 MONITOR_TEXTFILE = Path("reports/monitor.prom")
 ALERT_RULES = Path("deploy/monitoring/alerts.yml")
 ALERT_TESTS = Path("deploy/monitoring/alerts.test.yml")
+FEEDBACK_RECORD = Path("reports/feedback.json")
+QUALITY_REPORT = Path("reports/quality.json")
+QUALITY_MARKDOWN, QUALITY_TEXTFILE = (QUALITY_REPORT.with_suffix(s) for s in (".md", ".prom"))
 # Scratch outputs of make targets (bentofiles, logs, downloaded tools): never committed.
 BUILD_DIR = Path("build")
 # Serving: the BentoML service (`bentoml serve` target), its bentofile and the one `make build`
@@ -68,6 +71,7 @@ CHAMPION_BUNDLE = BUILD_DIR / "champion.bundle"
 K8S_DIR = Path("deploy/k8s")
 K8S_RELEASE_DIR = BUILD_DIR / "k8s-release"
 {%- endif %}
+SCHEDULE_DIR = Path("deploy/{{ 'k8s' if cookiecutter.deploy == 'kubernetes' else 'local' }}")  # the monitor's {% if cookiecutter.deploy == 'kubernetes' %}CronJob{% else %}timer{% endif %}
 
 
 class ParamsError(ValueError):
@@ -241,18 +245,35 @@ class AlertSettings(Strict):
     latency_p95_seconds: Annotated[float, Field(gt=0)]
     rejected_rate: Fraction
     score_shift: Fraction
-    accuracy_floor: Fraction
     for_minutes: Positive
 
 
+class QualitySettings(Strict):
+    window_hours: Annotated[float, Field(gt=0)]
+    windows: Positive
+    min_labels: Positive
+    label_delay_hours: Annotated[float, Field(gt=0)]
+    significance: Fraction
+    event_type: Annotated[str, Field(pattern=r"^[\w.-]{1,100}$")]  # retrain.yml `trigger`
+
+
 class MonitoringSettings(Strict):
-    """Prediction sampling in the service and `monitor` (monitoring/monitor.py)."""
+    """Prediction sampling in the service, `monitor` (monitoring/monitor.py) and `feedback`."""
 
     sample_rate: Annotated[float, Field(ge=0, le=1)]
     sink: Annotated[str, Field(min_length=1)]
     window_hours: Annotated[float, Field(gt=0)]
-    event_type: Annotated[str, Field(min_length=1, max_length=100)]  # GitHub's limit
+    schedule: Annotated[str, Field(pattern=r"^\s*(\S+\s+){4}\S+\s*$")]  # schedule.py checks
+    event_type: Annotated[str, Field(pattern=r"^[\w.-]{1,100}$")]  # retrain.yml `trigger`
+    retrain_workflow: Annotated[str, Field(pattern=r"^[\w.-]+\.ya?ml$")]
+    retrain_ref: Annotated[str, Field(min_length=1)]
+    labels: Annotated[str, Field(min_length=1)]
+    inbox: str
+    quality: QualitySettings
     alerts: AlertSettings
+{%- if cookiecutter.deploy == 'kubernetes' %}
+    cluster_root: Annotated[str, Field(min_length=1)]
+{%- endif %}
 
 
 class LocalCanarySettings(Strict):

@@ -295,12 +295,6 @@ def _reset_floors(
                 f"params.yaml evaluate.{side} {dict(values)} was set for other data; reset to "
                 f"{floors}, what a model that ignores its inputs scores: set your floor"
             )
-    accuracy = min(max(round(chance["accuracy"], 4), 0.0001), 0.9999)
-    if owned.set_key(document, "monitoring.alerts.accuracy_floor", accuracy, NO_SKILL):
-        outcome.review.append(
-            f"params.yaml monitoring.alerts.accuracy_floor reset to {accuracy} (the majority "
-            "class share): set the served accuracy below which you want an alert"
-        )
     stale = [name for name in document["drift"]["features"] if name not in table.columns]
     for name in stale:
         del document["drift"]["features"][name]
@@ -310,15 +304,15 @@ def _reset_floors(
 
 
 def _rerender_alerts(params_path: Path, outcome: Outcome) -> None:
-    """The alert rules are rendered from params.yaml (its accuracy floor among them)."""
+    """The alert rules are rendered from params.yaml (the quality alert reads the limits)."""
     from {{ cookiecutter.package }}.config import ParamsError
     from {{ cookiecutter.package }}.monitoring.alerts import write_rules
 
-    monitoring = load_settings(params_path).monitoring
+    settings = load_settings(params_path)
     try:
-        write_rules(monitoring, check=True)
+        write_rules(settings, check=True)
     except ParamsError:
-        written = ", ".join(map(str, write_rules(monitoring)))
+        written = ", ".join(map(str, write_rules(settings)))
         outcome.did.append(f"wrote {written}: the alert rules, from params.yaml")
 
 

@@ -60,6 +60,14 @@ def noise_psi(bins: int, n_reference: float, n_current: float) -> float:
     return (bins - 1) * (1 / n_reference + 1 / n_current)
 
 
+def significant(
+    value: float | None, limit: float, p_value: float | None, significance: float
+) -> bool:
+    """``value`` beyond ``limit``, and its test says that is not the noise of a small sample:
+    how the canary, drift's prediction shift and model quality read a statistic."""
+    return value is not None and value > limit and p_value is not None and p_value < significance
+
+
 def chi2_homogeneity(reference: ArrayLike, current: ArrayLike) -> float:
     """p-value of Pearson's chi-square test that both count vectors share one distribution."""
     from scipy.stats import chi2

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from {{ cookiecutter.package }}.config import CanarySettings
+from {{ cookiecutter.package }}.monitoring.stats import significant
 from {{ cookiecutter.package }}.rollout.analysis import Snapshot, psi, shift_p_value, tail_p_value
 
 
@@ -78,13 +79,6 @@ def measure(
     step.psi = None if shift is None else round(shift, 4)
     p_value = shift_p_value(scores.scores, canary_rollout.scores)
     step.psi_p_value = None if p_value is None else float(f"{p_value:.3g}")
-
-
-def significant(
-    value: float | None, limit: float, p_value: float | None, significance: float
-) -> bool:
-    """``value`` beyond ``limit``, and its test says that is not the noise of a small sample."""
-    return value is not None and value > limit and p_value is not None and p_value < significance
 
 
 def breach(step: Step, settings: CanarySettings) -> str | None:

@@ -3,7 +3,9 @@
 The same contract as the online service decides which rows the model sees. A row that breaks
 it goes to a separate "rejected" file with its reasons; every other row is still predicted.
 Columns outside the contract (an id, say) are carried through to both files, next to
-``row``, the 0-based position in the input, so results join back to their source.
+``row``, the 0-based position in the input, so results join back to their source. Each row also
+carries its key, ``request_id`` (serving/ids.py): the input's own column of that name when it
+has one, else ``<run id>-<row>``, the key a labels file names when outcomes come back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from {{ cookiecutter.package }}.contract.records import contract
 from {{ cookiecutter.package }}.data import table_format
 from {{ cookiecutter.package }}.modeling.model import Classifier
+from {{ cookiecutter.package }}.serving.ids import ID_FIELD, new_id
 
 CHUNK_ROWS = 100_000
 
@@ -125,6 +128,7 @@ def predict_file(
         )
     predictions, refusals = _Writer(output), _Writer(rejected)
     rows = predicted = 0
+    run = new_id()  # one per file: row keys stay unique across files
     columns = TextColumn("[progress.description]{task.description}"), BarColumn()
     timing = TimeElapsedColumn(), TimeRemainingColumn()
     with Progress(*columns, *timing, disable=not show_progress, transient=True) as progress:
@@ -134,6 +138,8 @@ def predict_file(
             verdict = checker.check_frame(chunk)
             position = pd.RangeIndex(rows, rows + len(chunk))
             carried = chunk[reader.extra].assign(row=position)[["row", *reader.extra]]
+            if ID_FIELD not in reader.extra:
+                carried.insert(1, ID_FIELD, [f"{run}-{row}" for row in position])
             if verdict.frame.shape[0]:
                 scores = model.predict_proba(verdict.frame)[:, 1]
                 good = carried[verdict.valid].reset_index(drop=True)
@@ -144,8 +150,9 @@ def predict_file(
             rows += len(chunk)
             predicted += int(verdict.valid.sum())
             progress.update(task, completed=done)
+    keys = dict.fromkeys([ID_FIELD, *reader.extra])
     empty = pd.DataFrame(
-        {"row": pd.Series(dtype="int64"), **{n: pd.Series(dtype="str") for n in reader.extra}}
+        {"row": pd.Series(dtype="int64"), **{n: pd.Series(dtype="str") for n in keys}}
     )
     no_scores = {"probability": pd.Series(dtype="float64"), "prediction": pd.Series(dtype=bool)}
     predictions.close(empty.assign(**no_scores))

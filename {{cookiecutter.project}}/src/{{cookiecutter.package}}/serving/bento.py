@@ -14,12 +14,16 @@ from pathlib import Path
 
 import yaml
 
-from {{ cookiecutter.package }}.config import BENTOFILE, BUILD_BENTOFILE
+from {{ cookiecutter.package }}.config import BENTOFILE, BUILD_BENTOFILE, PARAMS_FILE
 from {{ cookiecutter.package }}.registry.tracking import RUNTIME_PACKAGES, pins
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, Choice, ModelInfo, export
 
 # What the service imports besides the model's own libraries.
 SERVICE_PACKAGES = ["pyarrow", "pyyaml", "threadpoolctl"]
+{%- if cookiecutter.deploy == 'kubernetes' %}
+# The monitor CronJob runs the command line in the same image, and pods reach the sample sink.
+SERVICE_PACKAGES += ["typer"{% if cookiecutter.dvc_remote == 's3' %}, "s3fs"{% elif cookiecutter.dvc_remote == 'gcs' %}, "gcsfs"{% elif cookiecutter.dvc_remote == 'azure' %}, "adlfs"{% endif %}]
+{%- endif %}
 
 
 def write_bentofile(source: Path = BENTOFILE, target: Path = BUILD_BENTOFILE) -> Path:
@@ -46,5 +50,8 @@ def prepare(choice: Choice) -> tuple[str, ModelInfo]:
         labels = {"source": info.source, "model_version": info.version, "alias": info.alias}
         with bentoml.models.create(BENTO_MODEL, labels=labels, metadata=info.to_dict()) as stored:
             shutil.copytree(exported, stored.path, dirs_exist_ok=True)
+            # The settings the model ships with: a monitor next to a served bento reads them.
+            if PARAMS_FILE.exists():
+                shutil.copy(PARAMS_FILE, Path(stored.path) / PARAMS_FILE.name)
     write_bentofile()
     return str(stored.tag), info

@@ -10,7 +10,10 @@ Layout of a sink (UTC time)::
 
     <sink>/<YYYY-MM-DD>/<HH>-<pid>.jsonl       one JSON object per line:
     {"timestamp": "2026-01-31T12:00:00.123+00:00", "model_version": "3", "score": 0.41,
-     "record": {<the request's contract fields>}}
+     "request_id": "9f2c...", "record": {<the request's contract fields>}}
+
+``request_id`` (serving/ids.py) is what `feedback` joins labels to; ``read_predictions`` reads
+the id, time, score and version of each sample without parsing its record.
 
 JSON Lines because a flush is one ``write`` of whole lines to a file opened for appending, and
 the pid in the name gives each BentoML worker process its own file: several workers never
@@ -39,6 +42,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from {{ cookiecutter.package }}.serving.ids import ID_FIELD
+
 log = logging.getLogger(__name__)
 
 # Columns read_window adds next to the record's own fields.
@@ -60,11 +65,14 @@ def _without_nan(record: Mapping[str, Any]) -> dict[str, Any]:
     return {key: None if value != value else value for key, value in record.items()}
 
 
-def _line(stamp: float, version: str, score: float, record: Mapping[str, Any]) -> str:
+def _line(
+    stamp: float, version: str, score: float, record: Mapping[str, Any], request_id: str | None
+) -> str:
     row = {
         TIMESTAMP: datetime.fromtimestamp(stamp, UTC).isoformat(),
         VERSION: version,
         SCORE: score,
+        ID_FIELD: request_id,
         "record": record,
     }
     try:
@@ -103,7 +111,7 @@ class Sampler:
         self.on_drop = on_drop
         self.clock = clock
         self.random = np.random.default_rng(seed)
-        self.buffer: list[tuple[float, str, float, Mapping[str, Any]]] = []
+        self.buffer: list[tuple[float, str, float, Mapping[str, Any], str | None]] = []
         self.lock = threading.Lock()
         self.writing = threading.Lock()
         self.wake = threading.Event()
@@ -117,9 +125,13 @@ class Sampler:
             atexit.register(self.close)
 
     def record(
-        self, records: Sequence[Mapping[str, Any]], scores: Sequence[float], version: str
+        self,
+        records: Sequence[Mapping[str, Any]],
+        scores: Sequence[float],
+        version: str,
+        ids: Sequence[str] | None = None,
     ) -> int:
-        """Keep each (record, score) with probability ``rate``; returns how many were kept."""
+        """Keep each (record, score, id) with probability ``rate``; returns how many were kept."""
         if self.rate == 0 or not len(records):
             return 0
         now = self.clock()
@@ -129,7 +141,10 @@ class Sampler:
             else:
                 chosen = np.flatnonzero(self.random.random(len(records)) < self.rate)
             room = self.max_buffer - len(self.buffer)
-            kept = [(now, version, float(scores[i]), records[i]) for i in chosen[:room]]
+            kept = [
+                (now, version, float(scores[i]), records[i], None if ids is None else ids[i])
+                for i in chosen[:room]
+            ]
             self.buffer.extend(kept)
             dropped = len(chosen) - len(kept)
             self.kept += len(kept)
@@ -152,9 +167,9 @@ class Sampler:
         if not rows:
             return 0
         by_hour: dict[datetime, list[str]] = {}
-        for stamp, version, score, record in rows:
+        for stamp, version, score, record, request_id in rows:
             try:
-                line = _line(stamp, version, score, record)
+                line = _line(stamp, version, score, record, request_id)
             except (TypeError, ValueError) as error:
                 self.failed += 1
                 log.warning("sample not written: %s", error)
@@ -214,6 +229,12 @@ class Sampler:
 RATE_ENV, SINK_ENV = "SERVE_SAMPLE_RATE", "SERVE_SAMPLE_SINK"
 
 
+def sink_of(sink: str) -> str:
+    """Where samples are: ``SERVE_SAMPLE_SINK`` when set (a deployment: the service and its
+    monitor share it), else ``sink`` (params.yaml ``monitoring.sink``)."""
+    return os.environ.get(SINK_ENV) or sink
+
+
 def from_settings(on_drop: Callable[[int], Any] | None = None) -> Sampler:
     """The service's sampler: ``SERVE_SAMPLE_RATE`` / ``SERVE_SAMPLE_SINK`` when set (a
     deployment, a bento served away from the project), else params.yaml ``monitoring`` when
@@ -271,9 +292,10 @@ def _files(sink: str, since: datetime, until: datetime) -> Iterator[tuple[Any, s
 
 def read_window(sink: str | Path, since: datetime, until: datetime) -> pd.DataFrame:
     """Samples with ``since <= timestamp < until``: the record's fields as columns, plus
-    ``timestamp`` (UTC), ``score`` and ``model_version``. Naive datetimes are read as UTC."""
+    ``timestamp`` (UTC), ``score``, ``model_version`` and ``request_id`` (None in samples
+    written before ids existed). Naive datetimes are read as UTC."""
     since, until = _as_utc(since), _as_utc(until)
-    stamps, versions, scores, records = [], [], [], []
+    stamps, versions, scores, records, ids = [], [], [], [], []
     for fs, path in _files(str(sink), since, until):
         with fs.open(path, "rt", encoding="utf-8") as handle:
             for line in handle:
@@ -284,10 +306,68 @@ def read_window(sink: str | Path, since: datetime, until: datetime) -> pd.DataFr
                 stamps.append(row[TIMESTAMP])
                 versions.append(row[VERSION])
                 scores.append(row[SCORE])
+                ids.append(row.get(ID_FIELD))
                 records.append(row["record"])
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     frame[TIMESTAMP] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True, format="ISO8601")
     frame[SCORE] = pd.Series(scores, dtype="float64")
     frame[VERSION] = pd.Series(versions, dtype="object")
+    frame[ID_FIELD] = pd.Series(ids, dtype="object")
     inside = (frame[TIMESTAMP] >= since) & (frame[TIMESTAMP] < until)
     return frame[inside].sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
+
+
+def read_predictions(sink: str | Path, since: datetime, until: datetime) -> pd.DataFrame:
+    """The id, time, score and model version of the samples with ``since <= timestamp < until``
+    (what `feedback` joins labels to), without parsing their records.
+
+    Arrow's JSON reader parses each file in one call and skips the ``record`` field, several
+    times faster than ``read_window`` and a fraction of its memory; a file it cannot parse (a
+    line cut by a crash) is read line by line instead, skipping the broken line.
+    """
+    import pyarrow as pa
+
+    since, until = _as_utc(since), _as_utc(until)
+    tables = [_prediction_table(fs, path) for fs, path in _files(str(sink), since, until)]
+    table = pa.concat_tables(tables) if tables else _prediction_schema().empty_table()
+    frame = table.to_pandas()
+    inside = (frame[TIMESTAMP] >= since) & (frame[TIMESTAMP] < until)
+    return frame[inside].reset_index(drop=True)
+
+
+def _prediction_schema() -> Any:
+    import pyarrow as pa  # imported when first needed: the service itself never reads
+
+    return pa.schema(
+        [
+            (ID_FIELD, pa.string()),
+            (TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            (SCORE, pa.float64()),
+            (VERSION, pa.string()),
+        ]
+    )
+
+
+def _prediction_table(fs: Any, path: str) -> Any:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    with fs.open(path, "rb") as handle:
+        data = handle.read()
+    schema = _prediction_schema()
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names)
+    except pa.ArrowInvalid:  # a broken line: parse the good ones one by one
+        rows = []
+        for line in data.splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            rows.append({name: row.get(name) for name in schema.names})
+        frame = pd.DataFrame.from_records(rows, columns=schema.names)
+        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)

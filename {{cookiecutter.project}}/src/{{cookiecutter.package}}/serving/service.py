@@ -32,6 +32,7 @@ from {{ cookiecutter.package }}.modeling.model import Classifier
 from {{ cookiecutter.package }}.registry.tracking import ModelNotFound
 from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, ModelInfo, choose, load
+from {{ cookiecutter.package }}.serving.ids import ID_FIELD, RequestIds, current, row_ids
 from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler_from_settings
 
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
@@ -315,8 +316,11 @@ class ModelService:
             self.scores.observe(value)
         self.positive.inc(positive)
         self.negative.inc(len(scores) - positive)
-        self.sampler.record(records, scores, self.info.version)  # never blocks: a buffer append
         return scores
+
+    def keep(self, records: list[dict[str, Any]], scores: np.ndarray, ids: list[str]) -> None:
+        """Hand scored records to the sampler with their ids: a buffer append, never blocking."""
+        self.sampler.record(records, scores, self.info.version, ids)
 
     def answer(self, score: float) -> dict[str, Any]:
         return {
@@ -332,7 +336,9 @@ class ModelService:
         if problems:
             return contract_error(problems)
         scores = await self.batcher([record])
-        return self.answer(scores[0])
+        request_id = current()
+        self.keep([record], scores, [request_id])
+        return self.answer(scores[0]) | {ID_FIELD: request_id}
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, records: list[dict[str, Any]], /) -> dict[str, Any]:
@@ -348,9 +354,19 @@ class ModelService:
         if problems:
             return contract_error(problems)
         scores = await self.batcher(records) if records else []
-        return {"predictions": [self.answer(score) for score in scores]}
+        request_id = current()
+        ids = row_ids(request_id, len(records))
+        self.keep(records, scores, ids)
+        return {
+            ID_FIELD: request_id,
+            "predictions": [
+                self.answer(score) | {ID_FIELD: id_} for score, id_ in zip(scores, ids, strict=True)
+            ],
+        }
 
 
+# Added first, so it runs first: the guard's refusals carry the request's id too.
+ModelService.add_asgi_middleware(RequestIds, paths=("/predict", "/predict_batch"))
 ModelService.add_asgi_middleware(
     RequestGuard, max_bytes=MAX_BODY_BYTES, paths=("/predict", "/predict_batch")
 )
