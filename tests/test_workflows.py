@@ -47,6 +47,8 @@ import pins  # noqa: E402  (tools/pins.py: the pin table and `make pins`)
 
 PIN_TABLE = pins.read_table(pins.TABLE.read_text())
 PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# owner/repo[/path]@<commit> # <version>: the table's row is the repository's.
+USES_LINE = re.compile(r"uses: ([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40}) # (v[\d.]+)")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
 SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
 SECRETS = {"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET, "GITHUB_TOKEN": SECRET}
@@ -189,7 +191,7 @@ def test_actions_are_pinned_to_commits_with_their_version(bakes, bake_id: str) -
             if "uses:" in line and "@" in line:
                 assert PIN_COMMENT.search(line), f"{path.name}: no `# vX.Y.Z` after: {line}"
                 # Exactly the pin table's commit and tag (templates/github.jinja).
-                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                found = USES_LINE.search(line)
                 assert found, line
                 action, sha, tag = found.groups()
                 assert PIN_TABLE.get(action) == (sha, tag), f"{path.name}: {line} not in the table"
@@ -841,7 +843,7 @@ RECORDED_LS_REMOTE = ROOT / "tests" / "data" / "ls-remote-create-github-app-toke
 
 def test_template_ci_takes_its_pins_from_the_table() -> None:
     text = (ROOT / ".github/workflows/ci.yml").read_text()
-    used = re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", text)
+    used = USES_LINE.findall(text)
     assert used and all(PIN_TABLE[action] == (sha, tag) for action, sha, tag in used), used
     assert pins.rewrite_uses(text, PIN_TABLE) == text
 
@@ -851,7 +853,7 @@ def test_every_uses_line_of_the_template_is_a_full_pin_from_the_table() -> None:
     for path in pins.pinned_files():
         for line in path.read_text().splitlines():
             if re.match(r"\s*(- )?uses:", line) and "./" not in line:
-                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                found = USES_LINE.search(line)
                 assert found, f"{path.name}: {line.strip()}"
                 assert PIN_TABLE.get(found[1]) == (found[2], found[3]), f"{path.name}: {line}"
 

@@ -32,6 +32,10 @@ require: ## fail naming the first empty variable in REQUIRED_VARS or secret in R
 	@for name in $(REQUIRED_VARS); do [ -n "$${!name:-}" ] || { echo "ERROR: $$name is empty: set it in Settings > Secrets and variables > Actions > Variables"; exit 1; }; done
 	@for name in $(REQUIRED_SECRETS); do [ -n "$${!name:-}" ] || { echo "ERROR: $$name is empty: set it in Settings > Secrets and variables > Actions > Secrets"; exit 1; }; done
 
+# The repository's default branch (GitHub: github.event.repository.default_branch); empty where
+# the event does not say (a schedule runs there anyway).
+DEFAULT_BRANCH ?=
+
 # What the model is built from: a change outside these trains nothing (README, tests/, deploy/).
 MODEL_INPUTS := src dvc.yaml dvc.lock params.yaml pyproject.toml ':(glob)data/**/*.dvc' \
 	.github/workflows/train.yml .github/actions/setup
@@ -84,9 +88,9 @@ retrain-patch: ## the run's changes to tracked files (data pointers, dvc.lock, m
 	@echo "$$(git diff --stat HEAD | tail -1) -> $(RETRAIN_PATCH)"
 
 .PHONY: retrain-pr
-retrain-pr: ## commit the patch to RETRAIN_BRANCH and open or update its pull request against BASE (gh, GH_TOKEN)
+retrain-pr: ## commit the patch to RETRAIN_BRANCH, open or update its pull request (gh, GH_TOKEN, DEFAULT_BRANCH)
 	@test -n "$${GH_TOKEN:-}" || { echo "ERROR: no token that starts the pull request's checks (one opened with github.token starts none): set the variable RETRAIN_APP_CLIENT_ID and the secret RETRAIN_APP_PRIVATE_KEY (a GitHub App with Contents and Pull requests: write), or the secret RETRAIN_PR_TOKEN, in the retrain-pr environment"; exit 1; }
-	@[ "$${GITHUB_REF:-refs/heads/$(BASE)}" = "refs/heads/$(BASE)" ] || { echo "ERROR: retraining opens pull requests only from the default branch $(BASE); this run is on $$GITHUB_REF: run retrain.yml on $(BASE)"; exit 1; }
+	@[ -z "$(DEFAULT_BRANCH)" ] || [ "$${GITHUB_REF:-}" = "refs/heads/$(DEFAULT_BRANCH)" ] || { echo "ERROR: retraining opens pull requests only from the default branch $(DEFAULT_BRANCH); this run is on $${GITHUB_REF:-no branch}: run retrain.yml on $(DEFAULT_BRANCH)"; exit 1; }
 	git switch -C $(RETRAIN_BRANCH)
 	git apply --index $(RETRAIN_PATCH)
 	git -c user.name="retrain bot" -c user.email="retrain-bot@users.noreply.github.com" commit -qm "Retrain $(RETRAIN_BRANCH): challenger wins against the champion"
@@ -95,7 +99,7 @@ retrain-pr: ## commit the patch to RETRAIN_BRANCH and open or update its pull re
 	if [ "$$(gh pr view $(RETRAIN_BRANCH) --json state --jq .state 2>/dev/null)" = OPEN ]; then \
 		gh pr edit $(RETRAIN_BRANCH) --body-file reports/retrain.md; \
 	else \
-		gh pr create --head $(RETRAIN_BRANCH) --base $(BASE) --title "Retrain: the challenger beats the champion" --body-file reports/retrain.md; \
+		gh pr create --head $(RETRAIN_BRANCH) $(if $(DEFAULT_BRANCH),--base $(DEFAULT_BRANCH)) --title "Retrain: the challenger beats the champion" --body-file reports/retrain.md; \
 	fi
 
 
@@ -156,7 +160,6 @@ release-bento: ## (deploy.yml) the release's bento from its checked outputs -> b
 # The attestation deploy.yml made, checked before traffic moves: signed by deploy.yml on the
 # default branch of this repository. ATTESTATION=off (repository variable) skips both.
 ATTESTATION ?=
-DEFAULT_BRANCH ?= main
 SUBJECT ?= $(if $(IMAGE),oci://$(IMAGE),$(firstword $(wildcard build/bento/*.bento)))
 
 .PHONY: attestation-verify
@@ -164,7 +167,7 @@ attestation-verify: ## verify SUBJECT's build provenance: deploy.yml of GH_REPO,
 	@if [ "$(ATTESTATION)" = off ]; then echo "ATTESTATION is off (repository variable): $(SUBJECT) is not verified"; exit 0; fi; \
 	test -n "$(SUBJECT)" || { echo "ERROR: nothing to verify: no IMAGE and no build/bento/*.bento"; exit 1; }; \
 	test -n "$${GH_TOKEN:-}" || { echo "ERROR: GH_TOKEN is empty: deploy.yml passes github.token (attestations: read)"; exit 1; }
-	gh attestation verify $(SUBJECT) --repo $(GH_REPO) --signer-workflow $(GH_REPO)/.github/workflows/deploy.yml --source-ref refs/heads/$(DEFAULT_BRANCH)
+	gh attestation verify $(SUBJECT) --repo $(GH_REPO) --signer-workflow $(GH_REPO)/.github/workflows/deploy.yml --source-ref refs/heads/$(or $(DEFAULT_BRANCH),main)
 {%- if cookiecutter.deploy == 'local' %}
 
 .PHONY: release-canary

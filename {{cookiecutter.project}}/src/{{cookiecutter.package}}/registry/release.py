@@ -118,7 +118,9 @@ def pull_outputs() -> str:
             f"the DVC remote lacks outputs of this release ({', '.join(missing) or pulled.stderr})"
             f": deploys never retrain: {RERUN}"
         )
-    stale = _dvc_json("status")
+    # The model and the holdout split come from `train` and the stages before it; the later
+    # stages' outputs are records the release commit holds (their PNG plots are not versioned).
+    stale = _dvc_json("status", "--with-deps", "train")
     if stale:
         raise ValueError(
             f"outputs differ from what this commit's inputs build (dvc status: "

@@ -131,10 +131,14 @@ class Host:
             bentoml = Path(sys.executable).parent / "bentoml"
             env = os.environ | {"BENTOML_HOME": str(store), "BENTOML_DO_NOT_TRACK": "True"}
             done = subprocess.run(
-                [str(bentoml), "import", str(path)], capture_output=True, text=True, env=env
+                [str(bentoml), "import", str(path.resolve())],
+                capture_output=True,
+                text=True,
+                env=env,
             )
             if done.returncode != 0:
-                raise ValueError(f"bentoml import {path} failed: {done.stderr.strip()[-500:]}")
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise ValueError(f"bentoml import {path} failed: {last}")
         return record["bento"]
 
     # --- a release ---------------------------------------------------------------------------

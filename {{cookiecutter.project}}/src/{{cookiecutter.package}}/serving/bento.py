@@ -79,7 +79,7 @@ def export_bento(tag: str, release: dict[str, Any]) -> dict[str, Any]:
     bento = bentoml.bentos.get(tag)
     shutil.rmtree(BENTO_DIR, ignore_errors=True)
     BENTO_DIR.mkdir(parents=True)
-    scratch = Path(bentoml.bentos.export_bento(bento.tag, str(BENTO_DIR / "export.bento")))
+    scratch = Path(bentoml.bentos.export_bento(bento.tag, str(BENTO_DIR.resolve() / "export")))
     digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
     target = BENTO_DIR / f"{bento.tag.name}-{digest[:12]}.bento"
     scratch.rename(target)
