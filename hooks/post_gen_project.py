@@ -26,7 +26,7 @@ ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
         "src/{package}/rollout/k8s.py",
         "tests/test_k8s_manifests.py",
     ],
-    ("deploy", ("local",)): ["deploy/local"],
+    ("deploy", ("local",)): ["deploy/local", "src/{package}/rollout/host.py"],
 }
 
 

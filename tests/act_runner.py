@@ -11,7 +11,8 @@ JSON line per call in the run's log (`ActRun.records`):
 - GitHub- or cloud-only commands (cml, gh, aws, gcloud, az, nvidia-smi, terraform) are recorders on
   PATH (tests/act/bin) that log their exact argv; `make` gets `CML=cml` so it calls the recorder;
 - `make` itself is a shim (tests/act/make) that records each step's target and environment. In
-  plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply.
+  plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply
+  (`make model-inputs-changed`, which reads only git and decides which jobs run, runs as well).
 """
 
 from __future__ import annotations
@@ -219,6 +220,8 @@ def act(
         RECORD_LOG=str(log),
         ARTIFACTS=str(scratch / "artifacts"),
         ACT_MODE="plan" if plan else "run",
+        # Run for real in plan mode too: git only, and later jobs' `if:` read its output.
+        ACT_REAL="model-inputs-changed",
     )
     if keep_workspaces is not None:
         run_env["KEEP_WORKSPACES"] = str(keep_workspaces)

@@ -35,8 +35,8 @@ from act_runner import (
     dispatch,
     plan_checkout,
     pull_request,
+    push,
     rendering_key,
-    schedule,
 )
 from bakery import ROOT, bake, run, tool_env
 from conftest import bake_ids
@@ -226,12 +226,19 @@ def test_jobs_have_timeouts_and_least_privilege(bakes, bake_id: str) -> None:
                 s.get("uses", "").startswith("actions/attest-build-provenance@")
                 for s in job["steps"]
             ):
-                # deploy.yml's image job alone pushes and signs (tests/test_deploy_workflow.py).
-                expected.update({"packages": "write", "id-token": "write", "attestations": "write"})
+                # deploy.yml's image job alone signs (tests/test_deploy_workflow.py), and pushes
+                # an image where it builds one.
+                expected.update({"id-token": "write", "attestations": "write"})
+                if "make image-push" in runs:
+                    expected["packages"] = "write"
+            if "make ci-wait" in runs:  # deploy.yml reads the runs of its commit
+                expected["actions"] = "read"
+            if "make attestation-verify" in runs:  # before traffic moves
+                expected["attestations"] = "read"
             if "make champion-push" in runs:  # deploy.yml's champion job pushes one tag
                 expected["contents"] = "write"
-            if "make retrain-pr" in runs:  # retrain.yml's only writer: a branch and its PR
-                expected.update({"contents": "write", "pull-requests": "write"})
+            # retrain.yml's pull request is pushed and opened with a GitHub App's token (or a
+            # named secret): github.token could only open one that starts no checks.
             if "make runner-watch" in runs:  # reads the train job; cancels a runnerless run
                 expected["actions"] = "write"
             assert granted == expected, f"{where}: permissions {granted}, needs {expected}"
@@ -270,7 +277,8 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
     # Only ubuntu-latest has a runner here: act names the labels of any job it cannot place.
     hosted = plan(project)
     if gpu_runner == "none":
-        assert hosted.jobs == dict.fromkeys(["test", "train", "comment", "required"], "success")
+        jobs = ["test", "changes", "train", "comment", "required"]
+        assert hosted.jobs == dict.fromkeys(jobs, "success")
         planned = hosted
     else:
         assert hosted.jobs["train"] == "no-runner"
@@ -373,7 +381,7 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert re.fullmatch(IMAGE_SYNTAX[cloud], image)
     runners = ("ubuntu-latest", LABEL)
     planned = plan(project, runners=runners)
-    jobs = ["test", "launch-runner", "train", "comment", "cleanup", "required"]
+    jobs = ["test", "changes", "launch-runner", "train", "comment", "cleanup", "required"]
     assert planned.jobs == dict.fromkeys(jobs, "success")
     launch = planned.argv("launch-runner", "gpu-runner")
     assert launch[0] == "cml" and default_cml(project, "gpu-runner")[:3] == CML
@@ -448,9 +456,10 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert forked.jobs == {
         **dict.fromkeys(jobs, "skipped"),
         "test": "success",
+        "changes": "success",
         "required": "success",
     }
-    assert {record["job"] for record in forked.records} == {"test", "required"}
+    assert {record["job"] for record in forked.records} == {"test", "changes", "required"}
 
 
 @pytest.mark.parametrize(
@@ -544,14 +553,13 @@ def feature_branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-# The workflows the slow test executes, in order, and what triggers each: a new workflow needs
-# one line here (and its own assertions below). A workflow the bake does not have is skipped.
-# deploy.yml is planned, not executed: its gate needs a merged, trained commit and its image job
-# a docker daemon.
+# The workflows the slow test executes on a pull request, in order: a new workflow needs one
+# line here (and its own assertions below). A workflow the bake does not have is skipped.
+# train.yml on merged commits, deploy.yml and retrain.yml run in tests/test_release_cycle.py,
+# each from a fresh clone of a local origin, as the release cycle runs them.
 EXECUTED = {
     "ci.yml": pull_request(),
     "train.yml": pull_request(),
-    "retrain.yml": schedule(),
 }
 
 
@@ -576,7 +584,7 @@ def execute(project: Path, scratch: Path, workflows: dict[str, Event]) -> dict[s
 @pytest.mark.slow
 @pytest.mark.xdist_group("workflows")
 def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path: Path) -> None:
-    """ci.yml and train.yml on the pull request, then retrain.yml on its schedule."""
+    """ci.yml and train.yml on the pull request: every run step a pull request runs."""
     project = feature_branch
     runs = execute(project, tmp_path, EXECUTED)
     makes = [r for run_ in runs.values() for r in run_.records if r["kind"] == "make"]
@@ -585,14 +593,18 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     for name, run_ in runs.items():  # also the workflows added after ci.yml and train.yml
         assert "failure" not in run_.jobs.values(), f"{name}: {run_.jobs}\n{logs}"
     assert runs["ci.yml"].jobs == {"test": "success"}, logs
-    assert runs["train.yml"].jobs == dict.fromkeys(["train", "comment", "required"], "success")
+    jobs = ["changes", "train", "comment", "required"]
+    assert runs["train.yml"].jobs == dict.fromkeys(jobs, "success")
     # The required check ran for real and found training and the gate passed.
     assert runs["train.yml"].make("required", "required-check")["rc"] == 0
 
-    # Every run step of the executed workflows (and of the setup action) ran for real.
+    # Every run step a pull request runs (and the setup action's) ran for real; the steps of
+    # merged code only (push, release record) run in tests/test_release_cycle.py.
     ran = {" ".join(r["args"]) for r in makes}
     for path, _, found in steps_of(project):
-        if "run" in found and path.name in {*EXECUTED, "action.yml"}:
+        merged_only = "github.event_name == 'push'" in str(found.get("if"))
+        merged_only |= "github.event_name != 'pull_request'" in str(found.get("if"))
+        if "run" in found and path.name in {*EXECUTED, "action.yml"} and not merged_only:
             assert found["run"].split()[1] in ran, f"{path.name}: `{found['run']}` never ran"
     # Only `cml` stood in for the real thing: the one sticky comment, with the PR's token.
     [comment] = [r for name in ("ci.yml", "train.yml") for r in runs[name].commands()]
@@ -622,38 +634,17 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     assert {"report.md", "reports/report/now/roc.png"} <= set(uploaded["files"])
     [downloaded] = train.actions("actions/download-artifact")
     assert downloaded["job"] == "comment" and downloaded["files"] == uploaded["files"]
-    # `make push` filled the local DVC remote beside the project.
-    storage = project.parent / "workflow-run-dvc-storage"
-    assert any(path.is_file() for path in storage.rglob("*"))
+    # A pull request's training is a preview: it keeps nothing (no push, no release record).
+    assert not train.makes("train", "push") and not train.makes("train", "release-record")
     for run_ in runs.values():
         assert_no_secret(run_)
-    if "retrain.yml" in runs:
-        check_retrain(runs["retrain.yml"], project)
-
-
-def check_retrain(retrain: ActRun, project: Path) -> None:
-    """The scheduled retraining: the first challenger wins (no champion yet), so the second job
-    pushes the patch as a branch to origin and opens its pull request (gh, recorded)."""
-    assert retrain.jobs == {"retrain": "success", "pull-request": "success"}, retrain.output
-    assert retrain.make("pull-request", "retrain-pr")["env"]["GH_TOKEN"] == "***"
-    calls = [r["argv"] for r in retrain.commands("gh")]
-    assert calls[0] == ["auth", "setup-git"] and calls[1][:3] == ["pr", "view", "retrain/auto"]
-    assert calls[2][:2] == ["pr", "create"] and len(calls) == 3, calls
-    create = calls[2]
-    assert create[create.index("--head") + 1] == "retrain/auto"
-    assert create[create.index("--body-file") + 1] == "reports/retrain.md"
-    origin = project.parent / "origin.git"
-    pushed = run(
-        ["git", "--git-dir", str(origin), "log", "-1", "--format=%s", "retrain/auto"], cwd=project
-    )
-    assert pushed.stdout.startswith("Retrain retrain/auto: challenger wins"), pushed.stdout
 
 
 # --- the required check, re-runs, fresh credentials ------------------------------------------
 
 
 # What the `required` step's decision reads (everything else in its environment is act's).
-DECISION = ("EVENT", "FORK", "ACTOR", "LAUNCH", "TRAIN", "GATE")
+DECISION = ("CHANGED", "EVENT", "FORK", "ACTOR", "LAUNCH", "TRAIN", "GATE")
 
 
 def decide(project: Path, planned: ActRun) -> tuple[int, str]:
@@ -699,6 +690,18 @@ def test_required_check_is_green_only_when_training_and_the_gate_passed(
     env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}, "GATE": "failure"}
     failed = run(["make", "required-check"], cwd=project, env=env, check=False)
     assert failed.returncode != 0 and "quality gate did not pass" in failed.stdout
+    # Nothing the model is built from changed (README, tests, deploy files): green at once,
+    # whoever asked; without the changes job's answer: red, with the reason.
+    for who in ({}, {"FORK": "true"}, {"ACTOR": "dependabot[bot]", "TRAIN": "skipped"}):
+        env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}, **who}
+        unchanged = run(["make", "required-check"], project, {**env, "CHANGED": "false"}, False)
+        assert (unchanged.returncode, unchanged.stdout.strip()) == (
+            0,
+            "no model inputs changed: nothing to train",
+        )
+    unknown = run(["make", "required-check"], project, {**env, "CHANGED": ""}, False)
+    assert unknown.returncode != 0
+    assert unknown.stdout.startswith("ERROR: the changes job did not say"), unknown.stdout
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
@@ -711,7 +714,7 @@ def test_rerun_of_failed_jobs_launches_a_runner_for_its_attempt(
     launches a machine of its own, and its train takes only that one."""
     project = bake(tmp_path, project="rerun-plan", gpu_runner=f"cloud-{cloud}")
     train = load(project / ".github/workflows/train.yml")["jobs"]["train"]
-    assert "needs" not in train
+    assert train["needs"] == "changes"  # never launch-runner
     second = f"cml-gpu-{TAG}-2"
     rerun = plan(project, runners=("ubuntu-latest", second), attempt="2")
     assert rerun.jobs["launch-runner"] == rerun.jobs["train"] == "success"
@@ -791,15 +794,23 @@ def test_credentials_are_requested_again_right_before_push(
     tmp_path: Path, plan: Plan, gpu_runner: str, remote: str, auth: str
 ) -> None:
     project = bake(tmp_path, project="push-plan", gpu_runner=gpu_runner, dvc_remote=remote)
-    planned = plan(project, runners=("ubuntu-latest", LABEL))
-    order = []
-    for record in planned.records:
-        if record["job"] != "train":
-            continue
-        if record["kind"] == "action":
-            order.append(record["action"])
-        elif record["kind"] == "make":
-            order.append("make " + " ".join(record["args"]))
+
+    def train_steps(planned: ActRun) -> list[str]:
+        order = []
+        for record in planned.records:
+            if record["job"] != "train":
+                continue
+            if record["kind"] == "action":
+                order.append(record["action"])
+            elif record["kind"] == "make":
+                order.append("make " + " ".join(record["args"]))
+        return order
+
+    # A pull request keeps nothing: one sign-in, no push. The merged commit pushes.
+    previewed = train_steps(plan(project, runners=("ubuntu-latest", LABEL)))
+    assert previewed.count(auth) == 1 and "make push" not in previewed, previewed
+    planned = plan(project, event=push(), runners=("ubuntu-latest", LABEL))
+    order = train_steps(planned)
     assert order.count(auth) == 2, order
     assert order.index(auth) < order.index("make pull") < order.index("make gate")
     assert order[order.index("make push") - 1] == auth, order

@@ -164,10 +164,10 @@ SUBJECT ?= $(if $(IMAGE),oci://$(IMAGE),$(firstword $(wildcard build/bento/*.ben
 
 .PHONY: attestation-verify
 attestation-verify: ## verify SUBJECT's build provenance: deploy.yml of GH_REPO, on DEFAULT_BRANCH (gh)
-	@if [ "$(ATTESTATION)" = off ]; then echo "ATTESTATION is off (repository variable): $(SUBJECT) is not verified"; exit 0; fi; \
-	test -n "$(SUBJECT)" || { echo "ERROR: nothing to verify: no IMAGE and no build/bento/*.bento"; exit 1; }; \
-	test -n "$${GH_TOKEN:-}" || { echo "ERROR: GH_TOKEN is empty: deploy.yml passes github.token (attestations: read)"; exit 1; }
-	gh attestation verify $(SUBJECT) --repo $(GH_REPO) --signer-workflow $(GH_REPO)/.github/workflows/deploy.yml --source-ref refs/heads/$(or $(DEFAULT_BRANCH),main)
+	@if [ "$(ATTESTATION)" = off ]; then echo "ATTESTATION is off (repository variable): $(SUBJECT) is not verified"; \
+	elif [ -z "$(SUBJECT)" ]; then echo "ERROR: nothing to verify: no IMAGE and no build/bento/*.bento"; exit 1; \
+	elif [ -z "$${GH_TOKEN:-}" ]; then echo "ERROR: GH_TOKEN is empty: deploy.yml passes github.token (attestations: read)"; exit 1; \
+	else set -x; gh attestation verify $(SUBJECT) --repo $(GH_REPO) --signer-workflow $(GH_REPO)/.github/workflows/deploy.yml --source-ref refs/heads/$(or $(DEFAULT_BRANCH),main); fi
 {%- if cookiecutter.deploy == 'local' %}
 
 .PHONY: release-canary

@@ -544,6 +544,9 @@ def export_bento(bento: Annotated[str, typer.Option(help="the built bento's tag"
     console.print(f"{record['bento']} -> {config.BENTO_DIR / record['file']}", highlight=False)
 
 
+{%- if cookiecutter.deploy == 'local' %}
+
+
 @app.command("release-canary", rich_help_panel="Deploys")
 @friendly
 def release_canary(
@@ -578,6 +581,7 @@ def serving_up() -> None:
 
     front, stable = Host.of(config.load_settings().canary).up()
     console.print(f"front {front.url} -> {stable.url if stable else 'no release yet'}")
+{%- endif %}
 
 
 def main() -> None:
