@@ -847,6 +847,82 @@ def test_empty_variables_fail_in_the_step_that_needs_them(tmp_path: Path, plan: 
     assert rc != 0 and said.startswith("ERROR: REPO_TOKEN is empty: set the variable "), said
 
 
+def test_an_unreachable_tracking_server_stops_make_repro_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    project = bake(tmp_path, project="preflight", mlflow_tracking="server")
+    uri = "http://127.0.0.1:9"  # nothing listens on the discard port
+    env = {**tool_env(VENV), "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": uri}
+    result = run(["make", "repro", f"VENV={VENV}"], project, env, check=False)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0 and "Traceback" not in said
+    assert said.splitlines()[0].startswith(
+        f"ERROR: the MLflow tracking server {uri} (from the environment variable "
+        "MLFLOW_TRACKING_URI) does not answer"
+    ), said
+    assert not (project / "data" / "raw" / "churn.csv").exists()  # not even the data
+
+
+def test_retraining_pull_requests_start_their_checks_and_come_from_the_default_branch(
+    bakes,
+) -> None:
+    """A pull request opened with github.token starts no workflows: retrain.yml opens it with a
+    GitHub App's token minted in the job, or a named secret, and stops naming both without."""
+    _, project = bakes["defaults"]
+    job = load(project / ".github/workflows/retrain.yml")["jobs"]["pull-request"]
+    assert job["permissions"] == {"contents": "read"} and job["environment"] == "retrain-pr"
+    [minted] = [s for s in job["steps"] if "create-github-app-token" in s.get("uses", "")]
+    assert minted["if"] == "vars.RETRAIN_APP_CLIENT_ID != ''"
+    assert minted["with"]["permission-contents"] == "write"
+    assert minted["with"]["permission-pull-requests"] == "write"
+    [opened] = [s for s in job["steps"] if s.get("run") == "make retrain-pr"]
+    token = opened["env"]["GH_TOKEN"]
+    assert token == "${{ steps.app-token.outputs.token || secrets.RETRAIN_PR_TOKEN }}"
+    assert "github.token" not in json.dumps(job)
+
+    def retrain_pr(**env: str) -> tuple[int, str]:
+        result = run(["make", "retrain-pr"], project, {**tool_env(VENV), **env}, check=False)
+        return result.returncode, result.stdout.strip()
+
+    rc, said = retrain_pr(GH_TOKEN="")
+    assert rc != 0 and said.startswith("ERROR: no token that starts the pull request's checks")
+    assert all(name in said for name in ("RETRAIN_APP_CLIENT_ID", "RETRAIN_PR_TOKEN"))
+    rc, said = retrain_pr(GH_TOKEN="t", GITHUB_REF="refs/heads/feature", DEFAULT_BRANCH="main")
+    assert rc != 0 and said == (
+        "ERROR: retraining opens pull requests only from the default branch main; this run is "
+        "on refs/heads/feature: run retrain.yml on main"
+    )
+
+
+@pytest.mark.parametrize("bake_id", bake_ids())
+def test_pull_request_code_reaches_no_secret_that_changes_settings_tags_or_the_model(
+    bakes, bake_id: str
+) -> None:
+    """What a branch's workflow edit could read on a pull request: no registry token (a pull
+    request registers in its own job's store), no write token, and the runner-registration key
+    only behind the gpu-runner environment, whose reviewers approve each launch."""
+    answers, project = bakes[bake_id]
+    train = load(project / ".github/workflows/train.yml")["jobs"]["train"]
+    if "environment" in train:
+        assert train["environment"] == (
+            "${{ github.event_name == 'pull_request' && 'training' || 'release' }}"
+        )
+    if answers.get("mlflow_tracking") == "server":
+        assert train["env"]["MLFLOW_TRACKING_URI"] == (
+            "${{ github.event_name == 'pull_request' && 'sqlite:///mlflow.db' "
+            "|| vars.MLFLOW_TRACKING_URI }}"
+        )
+    assert "write" not in train["permissions"].values() or train["permissions"] == {
+        "contents": "read",
+        "id-token": "write",  # the DVC remote's role, which its environment names
+    }
+    for path in project.glob(".github/workflows/*.yml"):
+        for job_id, job in load(path)["jobs"].items():
+            text = json.dumps(job)
+            if "RUNNER_APP_PRIVATE_KEY" in text or "PERSONAL_ACCESS_TOKEN" in text:
+                assert job["environment"] == "gpu-runner", f"{path.name}/{job_id}"
+
+
 # --- the one pin table ---------------------------------------------------------------------
 
 RECORDED_LS_REMOTE = ROOT / "tests" / "data" / "ls-remote-create-github-app-token.txt"
