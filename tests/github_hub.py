@@ -17,6 +17,7 @@ GitHub keeps survives:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -87,6 +88,7 @@ class Hub:
         self.runs_file = root / "runs.json"
         self.runs_file.write_text("{}")
         self.count = 0
+        self.scratch = root
         (self.answers / "gh").write_text(GH_ANSWER.format(python=sys.executable))
         (self.answers / "gh").chmod(0o755)
         run([*GIT, "init", "-q", "-b", "main"], project)
@@ -165,13 +167,16 @@ class Hub:
                 "ANSWERS": str(self.answers),
                 "HUB_RUNS": str(self.runs_file),
                 "SERVING_HOME": str(self.serving),
+                # A job's BentoML store is its own on GitHub: here one per run.
+                "BENTOML_HOME": str(work.parent / "bentoml"),
             },
         )
+        self.scratch = work.parent / "act"  # the run's artifacts and records, kept
         result = act(
             work,
             workflow,
             event,
-            work.parent / "act",
+            self.scratch,
             env=env,
             secrets=secrets,
             variables=variables,
@@ -180,8 +185,8 @@ class Hub:
             attempt=attempt,
             recorders=recorders,
         )
-        print(f"{workflow} {event.name} at {ref}: {time.monotonic() - started:.1f} s", flush=True)
-        (self.root / f"log-{self.count}-{workflow}.txt").write_text(result.output)
+        (self.scratch / "act.log").write_text(result.output)
+        print(f"{workflow} {event.name} at {ref}: {time.monotonic() - started:.0f} s", flush=True)
         if event.name == "push":
             failed = "failure" in result.jobs.values()
             self.conclude(sha, workflow, "failure" if failed else "success")
@@ -200,17 +205,17 @@ def record_of(hub: Hub, sha: str) -> dict:
 
 
 def kill_family(pid: int) -> None:
+    """SIGKILL a process and its descendants (a server and its workers): a crash."""
     import psutil
 
     try:
-        parent = psutil.Process(pid)
+        family = [psutil.Process(pid)]
+        family += family[0].children(recursive=True)
     except psutil.NoSuchProcess:
         return
-    for process in [*parent.children(recursive=True), parent]:
-        try:
+    for process in reversed(family):
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def stop_serving_host(serving: Path) -> None:

@@ -83,9 +83,12 @@ gpu-check: ## fail fast when this machine has no usable NVIDIA GPU (train.yml on
 {%- endif %}
 
 .PHONY: retrain-patch
-retrain-patch: ## the run's changes to tracked files (data pointers, dvc.lock, metrics) as a patch
-	git diff --binary HEAD > $(RETRAIN_PATCH)
-	@echo "$$(git diff --stat HEAD | tail -1) -> $(RETRAIN_PATCH)"
+retrain-patch: ## the run's changes (data pointers, dvc.lock, metrics, new records) as a patch
+	@# New files too (a first run's metrics.json): without them the merge would rerun stages.
+	@# The run's own reports travel as its artifact (the pull request's body), not as a change.
+	git add --all && git reset -q -- reports/retrain.md reports/promotion.json reports/drift.json reports/drift.md
+	git diff --cached --binary HEAD > $(RETRAIN_PATCH)
+	@echo "$$(git diff --cached --stat HEAD | tail -1) -> $(RETRAIN_PATCH)"
 
 .PHONY: retrain-pr
 retrain-pr: ## commit the patch to RETRAIN_BRANCH, open or update its pull request (gh, GH_TOKEN, DEFAULT_BRANCH)
