@@ -103,6 +103,7 @@ ALWAYS = {
     "tests/test_paths.py",
     "tests/test_promotion.py",
     "tests/test_registry.py",
+    "tests/test_release.py",
     "tests/test_properties.py",
     "tests/test_records.py",
     "tests/test_report.py",

@@ -97,7 +97,10 @@ class Host:
                 (home / folder).symlink_to(self.home / "bentoml" / folder)
         log = self.home / "logs" / f"{name}.log"
         timeout = self.settings.local.start_timeout_seconds
-        server = start_server(name, port, {}, log, bento, None, timeout, home)
+        try:
+            server = start_server(name, port, {}, log, bento, None, timeout, home)
+        except RuntimeError:
+            raise ValueError(f"{bento} did not start serving on port {port}: see {log}") from None
         self._pid(name, server.process.pid)
         return Server(name, server.url)
 
@@ -147,6 +150,11 @@ class Host:
         self, replay: list[dict[str, Any]] | None, echo: Callable[[str], None] = print
     ) -> Rollout:
         """Roll out the bento in BENTO_DIR against the stable side; see the module docstring."""
+        if not BENTO_RECORD.exists():
+            raise FileNotFoundError(
+                f"{BENTO_RECORD} not found: download the deploy run's `release` artifact "
+                "(deploy.yml does), or build one with `make release-bento`"
+            )
         record = json.loads(BENTO_RECORD.read_text())
         bento = self.import_bento(record)
         front, stable = self.up()
