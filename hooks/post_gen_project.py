@@ -29,7 +29,7 @@ ONLY_WHEN: dict[tuple[str, tuple[str, ...]], list[str]] = {
         "src/{package}/rollout/k8s.py",
         "tests/test_k8s_manifests.py",
     ],
-    ("deploy", ("local",)): ["deploy/local"],
+    ("deploy", ("local",)): ["deploy/local", "src/{package}/rollout/host.py"],
     # The cluster keeps monitoring data on a volume only when the DVC remote is a local disk.
     ("dvc_remote", ("local",)): ["deploy/k8s/monitoring-volume.yaml"],
 }

@@ -11,7 +11,8 @@ JSON line per call in the run's log (`ActRun.records`):
 - GitHub- or cloud-only commands (cml, gh, aws, gcloud, az, nvidia-smi, terraform) are recorders on
   PATH (tests/act/bin) that log their exact argv; `make` gets `CML=cml` so it calls the recorder;
 - `make` itself is a shim (tests/act/make) that records each step's target and environment. In
-  plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply.
+  plan mode it records `make -n <target>` instead of running it: the exact commands, cheaply
+  (`make model-inputs-changed`, which reads only git and decides which jobs run, runs as well).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ REPOSITORY = "acme/churn"
 GITHUB_REMOTE, GITHUB_URL = "github", f"https://github.com/{REPOSITORY}.git"
 RUN_ID, ATTEMPT = "4242", "1"
 # A remote action pinned to a commit: owner/repo[/path]@sha.
-USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@([0-9a-f]{40})\b")
+USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)(/[^@\s]*)?@([0-9a-f]{40})\b")
 UNSUPPORTED = re.compile(r"Skipping unsupported platform -- Try running with `-P (.+?)=\.\.\.`")
 # The variables a GitHub job gets from its runner: never inherited from the test's environment
 # (the template's own CI runs these tests inside a GitHub job).
@@ -76,12 +77,15 @@ def dispatch(**inputs: str) -> Event:
     return Event("workflow_dispatch", {"inputs": inputs}, inputs)
 
 
-def push(branch: str = "main") -> Event:
-    return Event("push", {"ref": f"refs/heads/{branch}", "repository": {"full_name": REPOSITORY}})
+def push(branch: str = "main", before: str = "", after: str = "") -> Event:
+    repository = {"full_name": REPOSITORY, "default_branch": "main"}
+    payload = {"ref": f"refs/heads/{branch}", "before": before, "after": after}
+    return Event("push", {**payload, "repository": repository})
 
 
 def schedule(cron: str = "0 6 * * 1") -> Event:
-    return Event("schedule", {"schedule": cron})
+    repository = {"full_name": REPOSITORY, "default_branch": "main"}
+    return Event("schedule", {"schedule": cron, "repository": repository})
 
 
 @dataclass
@@ -116,22 +120,25 @@ class ActRun:
         return [r for r in self.records if r["kind"] == "action" and r["action"] == action]
 
 
-def remote_actions(project: Path) -> set[tuple[str, str]]:
-    """(owner/repo, sha) of every remote action the workflows and local actions use."""
+def remote_actions(project: Path) -> set[tuple[str, str, str]]:
+    """(owner/repo, /path or "", sha) of every remote action the workflows and local actions
+    use."""
     github = project / ".github"
     files = [*github.glob("workflows/*.yml"), *github.glob("actions/*/action.yml")]
-    return {match.groups() for path in files for match in USES.finditer(path.read_text())}
+    found = {match.groups() for path in files for match in USES.finditer(path.read_text())}
+    return {(repository, path or "", sha) for repository, path, sha in found}
 
 
 def local_repositories(project: Path) -> list[str]:
-    mapped = []
-    for repository, sha in sorted(remote_actions(project)):
+    mapped = set()
+    for repository, path, sha in sorted(remote_actions(project)):
         stand_in = STAND_INS / repository.replace("/", "__")
-        assert (stand_in / "action.yml").is_file(), (
-            f"{repository} has no stand-in: add {stand_in.relative_to(HERE.parent)}/action.yml"
+        action = stand_in / path.lstrip("/") / "action.yml"
+        assert action.is_file(), (
+            f"{repository}{path} has no stand-in: add {action.relative_to(HERE.parent)}"
         )
-        mapped.append(f"{repository}@{sha}={stand_in}")
-    return mapped
+        mapped.add(f"{repository}@{sha}={stand_in}")
+    return sorted(mapped)
 
 
 def triggered_jobs(project: Path, workflows: list[str], event: str) -> list[str]:
@@ -160,14 +167,19 @@ def act(
     secrets: dict[str, str] | None = None,
     keep_workspaces: Path | None = None,
     attempt: str = ATTEMPT,
+    run_id: str = RUN_ID,
+    recorders: tuple[str, ...] = (),
 ) -> ActRun:
     """Run one workflow of ``project`` (a git repository, see git_repository) with act, or
     with ``workflow=None`` every workflow the event triggers (their job ids must not clash).
 
     ``runners``: the runs-on labels this machine stands in for; a job asking for none of them
     is not run, and its labels are reported in ``ActRun.labels``. ``attempt``: the run's
-    ``github.run_attempt`` (a re-run is attempt 2 and on). ``scratch`` holds the event,
-    the record log, act's caches and the artifact store (shared by the jobs of one run).
+    ``github.run_attempt`` (a re-run is attempt 2 and on), ``run_id`` its ``github.run_id``.
+    ``scratch`` holds the event, the record log, act's caches and the artifact store (shared by
+    the jobs of one run). ``recorders``: more commands recorded at the boundary (links to
+    tests/act/bin/record in the run's scratch), e.g. kubectl or docker. ``env`` reaches every
+    step, as a runner's environment does (e.g. $CACHES, $ANSWERS).
     """
     scratch.mkdir(parents=True, exist_ok=True)
     log = scratch / "records.jsonl"
@@ -185,7 +197,7 @@ def act(
         "--concurrent-jobs", "1",
         "--log-prefix-job-id",
         "--remote-name", GITHUB_REMOTE,
-        "--env", f"GITHUB_RUN_ID={RUN_ID}",
+        "--env", f"GITHUB_RUN_ID={run_id}",
         "--env", f"GITHUB_RUN_ATTEMPT={attempt}",
         "--env", "CML=cml",
         "--actor", event.actor,
@@ -198,11 +210,18 @@ def act(
         for key, value in (values or {}).items():
             command += [flag, f"{key}={value}"]
     run_env = {key: value for key, value in env.items() if not RUNNER_ENV.match(key)}
+    extra = scratch / "recorders"
+    shutil.rmtree(extra, ignore_errors=True)
+    extra.mkdir()
+    for program in recorders:
+        (extra / program).symlink_to(RECORDERS / "record")
     run_env.update(
-        PATH=os.pathsep.join([str(MAKE_SHIM), str(RECORDERS), env["PATH"]]),
+        PATH=os.pathsep.join([str(MAKE_SHIM), str(RECORDERS), str(extra), env["PATH"]]),
         RECORD_LOG=str(log),
         ARTIFACTS=str(scratch / "artifacts"),
         ACT_MODE="plan" if plan else "run",
+        # Run for real in plan mode too: git only, and later jobs' `if:` read its output.
+        ACT_REAL="model-inputs-changed",
     )
     if keep_workspaces is not None:
         run_env["KEEP_WORKSPACES"] = str(keep_workspaces)

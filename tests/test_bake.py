@@ -83,6 +83,7 @@ ALWAYS = {
     "src/{package}/registry/champion.py",
     "src/{package}/registry/history.py",
     "src/{package}/registry/promotion.py",
+    "src/{package}/registry/release.py",
     "src/{package}/registry/tracking.py",
     "src/{package}/rollout/__init__.py",
     "src/{package}/rollout/analysis.py",
@@ -118,6 +119,7 @@ ALWAYS = {
     "tests/test_paths.py",
     "tests/test_promotion.py",
     "tests/test_registry.py",
+    "tests/test_release.py",
     "tests/test_properties.py",
     "tests/test_records.py",
     "tests/test_report.py",
@@ -164,10 +166,11 @@ ONLY_WHEN = {
     },
     ("deploy", ("local",)): {
         "deploy/local/README.md",
-        "deploy/local/bento-serve@.service",
         "deploy/local/monitor.service",
         "deploy/local/monitor.timer",
         "deploy/local/serving.env",
+        "deploy/local/serving.service",
+        "src/{package}/rollout/host.py",
     },
 }
 # Files that exist exactly when every (option, values) pair holds.
@@ -386,6 +389,7 @@ def test_make_help_is_grouped_by_section(baked) -> None:
 
 
 SETTING = re.compile(r"^\| (environment|variable|secret) \| `([A-Za-z0-9_-]+)` \|", re.MULTILINE)
+ENVIRONMENT_EXPRESSION = re.compile(r"^\s+environment:\s*\$\{\{(.*)\}\}", re.MULTILINE)
 WORKFLOW_READS = {
     "environment": re.compile(r"^\s+environment:\s*([A-Za-z0-9_-]+)", re.MULTILINE),
     "variable": re.compile(r"\bvars\.([A-Z0-9_]+)"),
@@ -399,6 +403,10 @@ def test_readme_lists_exactly_the_github_settings_the_workflows_read(baked) -> N
     sources = [*project.glob(".github/workflows/*.yml"), *project.glob(".github/actions/*/*.yml")]
     text = "\n".join(path.read_text() for path in sources)
     read = {(kind, name) for kind, rule in WORKFLOW_READS.items() for name in rule.findall(text)}
+    # An environment chosen by an expression: each name it can take.
+    for expression in ENVIRONMENT_EXPRESSION.findall(text):
+        chosen = re.findall(r"(?:&&|\|\|)\s*'([A-Za-z0-9_-]+)'", expression)
+        read |= {("environment", name) for name in chosen}
     readme = (project / "README.md").read_text()
     listed = set(SETTING.findall(readme))
     assert listed == read

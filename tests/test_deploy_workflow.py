@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -56,84 +57,115 @@ def test_triggers_order_and_one_deploy_at_a_time(baked) -> None:
     jobs = flow["jobs"]
     assert list(jobs) == ["gate", "image", "canary", "champion"]
     assert jobs["image"]["needs"] == "gate" and jobs["canary"]["needs"] == "image"
-    assert jobs["champion"]["needs"] == "canary"
-    assert jobs["champion"]["if"] == "${{ needs.canary.outputs.promoted == 'true' }}"
+    assert jobs["image"]["if"] == "needs.gate.outputs.changed == 'true'"
+    # Decided before any traffic moves: a release that would not be promoted is not rolled out.
+    assert jobs["canary"]["if"] == "needs.image.outputs.promote == 'true'"
+    assert jobs["champion"]["needs"] == ["image", "canary"] and "if" not in jobs["champion"]
 
 
 def test_only_the_image_job_pushes_and_signs(baked) -> None:
     target, project = baked
     jobs = workflow(project)["jobs"]
-    assert jobs["gate"]["permissions"] == {"contents": "read"}
-    assert jobs["image"]["permissions"] == {"contents": "read", **PUSH_AND_SIGN}
-    canary = {"contents": "read"}
+    assert jobs["gate"]["permissions"] == {"contents": "read", "actions": "read"}
+    signs = {"id-token": "write", "attestations": "write"}
+    if target == "kubernetes":
+        signs["packages"] = "write"
+    assert jobs["image"]["permissions"] == {"contents": "read", **signs}
+    canary = {"contents": "read", "attestations": "read"}
     if target == "kubernetes":
         canary["id-token"] = "write"  # cluster credentials through OIDC
     assert jobs["canary"]["permissions"] == canary
-    # Only the job that runs git alone may write: it pushes the champion tag, nothing else.
+    # Only the job that records the champion may write: it pushes the champion tag.
     assert jobs["champion"]["permissions"] == {"contents": "write"}
-    assert runs(jobs["champion"]) == ["make champion-push"]
+    assert runs(jobs["champion"]) == [
+        "make release-commit",
+        "make release-promote",
+        "make champion-push",
+    ]
     assert workflow(project)["permissions"] == {}
 
 
 def test_credentials_only_in_jobs_with_an_environment(baked) -> None:
     _, project = baked
     for name, job in workflow(project)["jobs"].items():
-        text = json.dumps(job)
-        credentialed = any(marker in text for marker in ("secrets.", "github.token", "id-token"))
-        if credentialed:
+        writes = "write" in job["permissions"].values()
+        if "secrets." in json.dumps(job) or writes:
             assert "environment" in job, f"{name} uses credentials outside an environment"
     jobs = workflow(project)["jobs"]
-    assert "environment" not in jobs["gate"]
+    assert "environment" not in jobs["gate"]  # github.token that reads the commit's runs only
     assert jobs["image"]["environment"] == "image"
     assert jobs["canary"]["environment"] == "production"
     assert jobs["champion"]["environment"] == "champion"
 
 
 def test_gate_compares_the_merged_commit_with_its_parent(baked) -> None:
+    """The gate waits for the commit's own CI runs, then compares its model inputs with the
+    commit before the push: nothing changed, nothing deploys."""
     _, project = baked
     gate = workflow(project)["jobs"]["gate"]
-    assert runs(gate) == ["make gate"]
-    assert gate["env"]["BASE"] == "HEAD~1"
+    assert runs(gate) == ["make ci-wait", "make model-inputs-changed"]
+    assert gate["env"]["BASE"] == "${{ github.event.before }}"
+    assert gate["outputs"]["changed"] == "${{ steps.changes.outputs.changed }}"
     checkout = next(s for s in gate["steps"] if s.get("uses", "").startswith("actions/checkout@"))
-    assert checkout["with"]["fetch-depth"] == 2
+    assert checkout["with"]["fetch-depth"] == 0
 
 
 def test_image_is_built_from_the_gated_model_and_attested_by_digest(baked) -> None:
-    _, project = baked
-    image = workflow(project)["jobs"]["image"]
-    assert runs(image) == ["make pull", "make repro", "make build", "make image-push"]
-    assert image["env"]["MODEL_DIR"] == "models/model"
-    order = uses(image)
-    assert order.index("docker/login-action") < order.index("actions/attest-build-provenance")
-    attest = next(s for s in image["steps"] if "attest-build-provenance" in s.get("uses", ""))
-    assert attest["with"] == {
-        "subject-name": "${{ steps.push.outputs.name }}",
-        "subject-digest": "${{ steps.push.outputs.digest }}",
-        "push-to-registry": True,
-    }
-    assert image["outputs"]["image"] == "${{ steps.push.outputs.image }}"
+    target, project = baked
+    jobs = workflow(project)["jobs"]
+    image = jobs["image"]
+    expected = ["make release-outputs", "make release-decide", "make release-bento"]
+    if target == "kubernetes":
+        expected.append("make image-push")
+    assert runs(image) == expected
+    # Deploys never retrain, in any job.
+    assert not any("repro" in step for job in jobs.values() for step in runs(job))
+    restored = [s for s in image["steps"] if s.get("uses", "").startswith("actions/cache/restore@")]
+    assert restored[-1]["with"] == {"path": "build/release", "key": "release-${{ github.sha }}"}
+    by_name = {s.get("name"): s for s in image["steps"]}
+    attest = by_name["Attest the bento file"]
+    assert attest["with"] == {"subject-path": "build/bento/*.bento"}
+    assert "vars.ATTESTATION != 'off'" in attest["if"]
+    uploaded = by_name["Upload the release (bento file, its holdout, the decision)"]
+    assert uploaded["with"]["name"] == "release"
+    assert image["outputs"]["promote"] == "${{ steps.decide.outputs.promote }}"
+    if target == "kubernetes":
+        steps = [s.get("name") or s.get("uses", "").split("@")[0] for s in image["steps"]]
+        pushed = steps.index("make image-push")
+        assert steps.index("docker/login-action") < pushed < steps.index("Attest the image")
+        assert by_name["Attest the image"]["with"] == {
+            "subject-name": "${{ steps.push.outputs.name }}",
+            "subject-digest": "${{ steps.push.outputs.digest }}",
+            "push-to-registry": True,
+        }
+        assert image["outputs"]["image"] == "${{ steps.push.outputs.image }}"
 
 
 def test_canary_runs_where_the_target_says(baked) -> None:
     target, project = baked
     canary = workflow(project)["jobs"]["canary"]
+    by_run = {s.get("run"): s for s in canary["steps"]}
+    assert canary["env"]["DEFAULT_BRANCH"] == "${{ github.event.repository.default_branch }}"
+    assert canary["env"]["ATTESTATION"] == "${{ vars.ATTESTATION }}"
     if target == "local":
         assert "SERVING_RUNNER_LABELS" in canary["runs-on"]
         assert '["self-hosted", "serving"]' in canary["runs-on"]
-        assert runs(canary) == ["make canary", "make champion-bundle"]
+        assert runs(canary) == [
+            "make attestation-verify",
+            "make release-canary",
+            "make release-rollback",
+        ]
+        assert by_run["make release-rollback"]["if"] == "${{ cancelled() || failure() }}"
         return
     assert canary["runs-on"] == "ubuntu-latest"
     assert canary["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
     assert runs(canary) == [
-        "make pull",
-        "make repro",
+        "make attestation-verify",
         "make kube-credentials",
         "make argo-rollouts-plugin",
         "make rollout",
         "make rollout-summary",
         "make rollback",
-        "make promote",
-        "make champion-bundle",
     ]
     logins = {
         s["uses"].split("@")[0]: s["if"]
@@ -144,12 +176,20 @@ def test_canary_runs_where_the_target_says(baked) -> None:
         "aws-actions/configure-aws-credentials": "vars.K8S_CLOUD == 'aws'",
         "google-github-actions/auth": "vars.K8S_CLOUD == 'gcp'",
         "azure/login": "vars.K8S_CLOUD == 'azure'",
+        # What kubectl needs there, pinned: GKE's auth plugin, AKS's kubelogin.
+        "google-github-actions/setup-gcloud": "vars.K8S_CLOUD == 'gcp'",
+        "Azure/use-kubelogin": "vars.K8S_CLOUD == 'azure'",
     }
-    by_run = {s.get("run"): s for s in canary["steps"]}
-    assert "failure()" in by_run["make rollback"]["if"]
+    plugins = {s["uses"].split("@")[0]: s["with"] for s in canary["steps"] if "with" in s}
+    assert plugins["google-github-actions/setup-gcloud"] == {
+        "install_components": "gke-gcloud-auth-plugin"
+    }
+    assert plugins["Azure/use-kubelogin"]["kubelogin-version"].startswith("v")
+    # A failed analysis, a cancelled run and a timeout all roll back.
+    assert by_run["make rollback"]["if"] == (
+        "${{ (cancelled() || failure()) && steps.rollout.outcome != 'skipped' }}"
+    )
     assert "!cancelled()" in by_run["make rollout-summary"]["if"]
-    assert by_run["make promote"]["env"] == {"APPROVED_BY": "canary"}
-    assert "if" not in by_run["make promote"]  # runs only when every step before passed
 
 
 # --- the make targets, with recording stubs at the boundary ----------------------------------
@@ -353,7 +393,7 @@ def test_image_push_names_the_lowercased_image_and_hands_on_its_digest(
     ]
 
 
-# --- the champion tag: made by promote() in the canary job, pushed by the champion job --------
+# --- the champion tag: made by release-promote, pushed by the same job --------------------------
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -362,47 +402,38 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
-def test_the_champion_tag_travels_as_a_bundle_and_is_pushed(baked, tmp_path: Path) -> None:
+def test_the_champion_tag_on_the_release_commit_is_pushed(baked, tmp_path: Path) -> None:
+    """promote() tags HEAD, the release commit (the merged commit plus its pipeline's record):
+    champion-push sends that tag, and with it the commit, to origin; no tag, no push."""
     _, project = baked
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], cwd=tmp_path)
-    work = tmp_path / "canary-job"
+    work = tmp_path / "champion-job"
     run(["cp", "-r", str(project), str(work)], cwd=tmp_path)
     git(work, "add", "-A")
-    git(work, "commit", "-qm", "base")
-    (work / "metrics.json").write_text("{}\n")
-    git(work, "add", "-A")
-    git(work, "commit", "-qm", "merged model")
+    git(work, "commit", "-qm", "merged")
     git(work, "remote", "add", "origin", str(origin))
     git(work, "push", "-q", "origin", "HEAD:refs/heads/main")
+    (work / "metrics.json").write_text("{}\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "Release record")
     stub_dir = tmp_path / "bin"
     log = stubs(stub_dir, {"gh": "exit 0"})
 
-    # Nothing promoted: no bundle, and the champion job is skipped (promoted=false).
-    outputs = tmp_path / "out-none"
-    result = make(work, stub_dir, "champion-bundle", GITHUB_OUTPUT=str(outputs))
-    assert result.returncode == 0 and outputs.read_text() == "promoted=false\n"
-    assert not (work / "build/champion.bundle").exists()
+    result = make(work, stub_dir, "champion-push", GH_TOKEN="token-from-the-environment")
+    assert result.returncode != 0
+    assert result.stdout.startswith("ERROR: no champion-* tag on HEAD"), result.stdout
+    assert calls(log) == []
 
-    # promote() tagged HEAD: the bundle holds the tag and the objects beyond HEAD's parent.
-    git(work, "tag", "-a", "champion-20261130T2300Z", "-m", "v3 approved by canary")
-    outputs = tmp_path / "out-tag"
-    result = make(work, stub_dir, "champion-bundle", GITHUB_OUTPUT=str(outputs))
-    assert result.returncode == 0 and outputs.read_text() == "promoted=true\n"
-
-    # The champion job: a fresh depth-2 checkout of main, the bundle downloaded into build/.
-    job = tmp_path / "champion-job"
-    clone = ["git", "clone", "-q", "--depth", "2", "--branch", "main", f"file://{origin}"]
-    run([*clone, str(job)], cwd=tmp_path)
-    (job / "build").mkdir(exist_ok=True)
-    run(["cp", str(work / "build/champion.bundle"), str(job / "build")], cwd=tmp_path)
-    result = make(job, stub_dir, "champion-push", GH_TOKEN="token-from-the-environment")
+    git(work, "tag", "-a", "champion-20261130-230000", "-m", '{"version": "3"}')
+    result = make(work, stub_dir, "champion-push", GH_TOKEN="token-from-the-environment")
     assert result.returncode == 0, result.stdout + result.stderr
     assert calls(log) == [["gh", "auth", "setup-git"]]
     pushed = run(["git", "tag", "-n1", "--list", "champion-*"], cwd=origin).stdout
-    assert "champion-20261130T2300Z" in pushed and "approved by canary" in pushed
-    tagged = run(["git", "rev-list", "-n1", "champion-20261130T2300Z"], cwd=origin).stdout
-    assert tagged == git(work, "rev-parse", "HEAD")
+    assert "champion-20261130-230000" in pushed
+    tagged = run(["git", "rev-list", "-n1", "champion-20261130-230000"], cwd=origin).stdout
+    assert tagged == git(work, "rev-parse", "HEAD")  # the release commit travelled with it
+    assert "metrics.json" in run(["git", "show", "--stat", tagged.strip()], cwd=origin).stdout
 
 
 def test_champion_push_without_a_token_says_so(baked, tmp_path: Path) -> None:
@@ -411,8 +442,119 @@ def test_champion_push_without_a_token_says_so(baked, tmp_path: Path) -> None:
     log = stubs(stub_dir, {"gh": "exit 0"})
     (tmp_path / "job").mkdir()
     run(["cp", "-r", f"{project}/.", str(tmp_path / "job")], cwd=tmp_path)
-    (tmp_path / "job" / "build").mkdir(exist_ok=True)
-    (tmp_path / "job" / "build" / "champion.bundle").write_text("")
     result = make(tmp_path / "job", stub_dir, "champion-push", GH_TOKEN="")
     assert result.returncode != 0 and "ERROR: GH_TOKEN is empty" in result.stdout
     assert calls(log) == []
+
+
+# --- deploy trusts CI: the commit's own runs, and the attestation before traffic moves --------
+
+SHA = "4f2a9c" + "0" * 34
+RUNS_VIEW = f"repos/acme/churn/actions/runs?head_sha={SHA}&event=push&per_page=100"
+
+
+def ci_wait(project: Path, tmp_path: Path, answers: list[str], **env: str):
+    """`make ci-wait` against a gh that answers GitHub's runs of the commit, one answer per call
+    (the last one repeats)."""
+    (tmp_path / "answers").write_text("\n---\n".join(answers))
+    body = (
+        "python3 - \"$@\" <<'PY'\n"
+        "import pathlib, sys\n"
+        f"store = pathlib.Path({str(tmp_path / 'answers')!r})\n"
+        "answers = store.read_text().split('\\n---\\n')\n"
+        "print(answers[0])\n"
+        "store.write_text('\\n---\\n'.join(answers[1:] or answers))\n"
+        "PY"
+    )
+    log = stubs(tmp_path / "bin", {"gh": body})
+    log.unlink(missing_ok=True)
+    variables = {"GH_TOKEN": "t", "GH_REPO": "acme/churn", "SHA": SHA, "CI_WAIT_INTERVAL": "0"}
+    result = make(project, tmp_path / "bin", "ci-wait", **{**variables, **env})
+    return result, calls(log)
+
+
+def test_deploy_waits_for_the_commits_own_ci_and_stops_when_it_failed(
+    kubernetes_project: Path, tmp_path: Path
+) -> None:
+    done = (
+        ".github/workflows/ci.yml completed success\n.github/workflows/train.yml completed success"
+    )
+    running = ".github/workflows/ci.yml completed success\n.github/workflows/train.yml in_progress "
+    result, asked = ci_wait(kubernetes_project, tmp_path, ["", running, done])
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"waiting for ci.yml train.yml on {SHA}"
+    assert lines[1] == f"waiting for train.yml on {SHA}"
+    assert lines[-1] == f"ci.yml train.yml passed on {SHA}"
+    jq = '.workflow_runs[] | "\\(.path) \\(.status) \\(.conclusion)"'
+    assert asked == [["gh", "api", RUNS_VIEW, "--jq", jq]] * 3
+    failed = (
+        ".github/workflows/ci.yml completed failure\n.github/workflows/train.yml completed success"
+    )
+    result, _ = ci_wait(kubernetes_project, tmp_path, [failed])
+    assert result.returncode != 0
+    assert result.stdout.strip() == (
+        f"ERROR: ci.yml ended failure on {SHA}: nothing is deployed; fix it and merge again "
+        "(or re-run it, then this deploy)"
+    )
+    result, _ = ci_wait(kubernetes_project, tmp_path, [""], CI_WAIT_SECONDS="0")
+    assert result.returncode != 0 and "did not finish" in result.stdout.splitlines()[-1]
+    result, asked = ci_wait(kubernetes_project, tmp_path, [done], GH_TOKEN="")
+    assert result.stdout.startswith("ERROR: GH_TOKEN is empty") and asked == []
+
+
+@pytest.mark.parametrize("subject", ["bento", "image"])
+def test_the_attestation_is_verified_against_deploy_yml_on_the_default_branch(
+    baked, tmp_path: Path, subject: str
+) -> None:
+    _, project = baked
+    log = stubs(tmp_path / "bin", {"gh": "exit 0"})
+    env = {"GH_TOKEN": "t", "GH_REPO": "acme/churn", "DEFAULT_BRANCH": "trunk"}
+    if subject == "image":
+        env["IMAGE"] = IMAGE
+        expected = f"oci://{IMAGE}"
+    else:
+        (project / "build" / "bento").mkdir(parents=True, exist_ok=True)
+        (project / "build" / "bento" / "churn-model-0123456789ab.bento").write_bytes(b"bento")
+        env["IMAGE"] = ""
+        expected = "build/bento/churn-model-0123456789ab.bento"
+    result = make(project, tmp_path / "bin", "attestation-verify", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(log) == [
+        [
+            "gh", "attestation", "verify", expected, "--repo", "acme/churn",
+            "--signer-workflow", "acme/churn/.github/workflows/deploy.yml",
+            "--source-ref", "refs/heads/trunk",
+        ]
+    ]  # fmt: skip
+    # Where attestations are not available, the repository variable turns both sides off.
+    log.unlink()
+    result = make(project, tmp_path / "bin", "attestation-verify", **env, ATTESTATION="off")
+    assert result.returncode == 0 and calls(log) == []
+    assert result.stdout.startswith("ATTESTATION is off (repository variable)")
+
+
+# --- the serving host's units -----------------------------------------------------------------
+
+PATH_SETTINGS = ("WorkingDirectory", "ReadWritePaths", "EnvironmentFile", "ExecStart")
+
+
+def test_serving_host_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd expands no variables in path settings (WorkingDirectory=${PROJECT_DIR} is "not
+    absolute: unit will not be started"): every path is literal and absolute, and
+    `systemd-analyze verify` accepts each unit where systemd is installed."""
+    project = bake(tmp_path, deploy="local")
+    units = sorted((project / "deploy" / "local").glob("*.service"))
+    assert units
+    for unit in units:
+        for line in unit.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key in PATH_SETTINGS:
+                path = value.lstrip("-")
+                assert "$" not in path and path.startswith("/"), f"{unit.name}: {line}"
+        verifier = shutil.which("systemd-analyze")
+        if verifier is None:
+            continue
+        verified = run([verifier, "verify", "--man=no", str(unit)], tmp_path, check=False)
+        output = verified.stdout + verified.stderr
+        assert verified.returncode == 0 and not output.strip(), f"{unit.name}: {output}"

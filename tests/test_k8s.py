@@ -241,7 +241,7 @@ def test_committed_manifests_equal_their_render_and_follow_an_edit(project: Path
 def test_local_deploy_bakes_no_kubernetes(tmp_path: Path) -> None:
     project = bake(tmp_path, deploy="local")
     assert not (project / "deploy" / "k8s").exists()
-    assert (project / "deploy" / "local" / "bento-serve@.service").exists()
+    assert (project / "deploy" / "local" / "serving.service").exists()
     assert "k8s" not in yaml.safe_load((project / "params.yaml").read_text())
     assert "rollout:" not in (project / "Makefile").read_text()
     assert "render-k8s" not in (project / "src" / "churn_model" / "cli.py").read_text()

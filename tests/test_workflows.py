@@ -35,8 +35,8 @@ from act_runner import (
     dispatch,
     plan_checkout,
     pull_request,
+    push,
     rendering_key,
-    schedule,
 )
 from bakery import ROOT, bake, run, tool_env
 from conftest import bake_ids
@@ -47,6 +47,8 @@ import pins  # noqa: E402  (tools/pins.py: the pin table and `make pins`)
 
 PIN_TABLE = pins.read_table(pins.TABLE.read_text())
 PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+# owner/repo[/path]@<commit> # <version>: the table's row is the repository's.
+USES_LINE = re.compile(r"uses: ([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40}) # (v[\d.]+)")
 PIN_COMMENT = re.compile(r"uses: (\S+) # v\d+(\.\d+)*\s*$")
 SECRET = "sentinel-secret-value-0123456789"  # must never appear in any output or record
 SECRETS = {"PERSONAL_ACCESS_TOKEN": SECRET, "AZURE_CLIENT_SECRET": SECRET, "GITHUB_TOKEN": SECRET}
@@ -189,7 +191,7 @@ def test_actions_are_pinned_to_commits_with_their_version(bakes, bake_id: str) -
             if "uses:" in line and "@" in line:
                 assert PIN_COMMENT.search(line), f"{path.name}: no `# vX.Y.Z` after: {line}"
                 # Exactly the pin table's commit and tag (templates/github.jinja).
-                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                found = USES_LINE.search(line)
                 assert found, line
                 action, sha, tag = found.groups()
                 assert PIN_TABLE.get(action) == (sha, tag), f"{path.name}: {line} not in the table"
@@ -224,12 +226,19 @@ def test_jobs_have_timeouts_and_least_privilege(bakes, bake_id: str) -> None:
                 s.get("uses", "").startswith("actions/attest-build-provenance@")
                 for s in job["steps"]
             ):
-                # deploy.yml's image job alone pushes and signs (tests/test_deploy_workflow.py).
-                expected.update({"packages": "write", "id-token": "write", "attestations": "write"})
+                # deploy.yml's image job alone signs (tests/test_deploy_workflow.py), and pushes
+                # an image where it builds one.
+                expected.update({"id-token": "write", "attestations": "write"})
+                if "make image-push" in runs:
+                    expected["packages"] = "write"
+            if "make ci-wait" in runs:  # deploy.yml reads the runs of its commit
+                expected["actions"] = "read"
+            if "make attestation-verify" in runs:  # before traffic moves
+                expected["attestations"] = "read"
             if "make champion-push" in runs:  # deploy.yml's champion job pushes one tag
                 expected["contents"] = "write"
-            if "make retrain-pr" in runs:  # retrain.yml's only writer: a branch and its PR
-                expected.update({"contents": "write", "pull-requests": "write"})
+            # retrain.yml's pull request is pushed and opened with a GitHub App's token (or a
+            # named secret): github.token could only open one that starts no checks.
             if "make runner-watch" in runs:  # reads the train job; cancels a runnerless run
                 expected["actions"] = "write"
             assert granted == expected, f"{where}: permissions {granted}, needs {expected}"
@@ -268,7 +277,8 @@ def test_train_runs_where_gpu_runner_says(bakes, plan: Plan, bake_id: str) -> No
     # Only ubuntu-latest has a runner here: act names the labels of any job it cannot place.
     hosted = plan(project)
     if gpu_runner == "none":
-        assert hosted.jobs == dict.fromkeys(["test", "train", "comment", "required"], "success")
+        jobs = ["test", "changes", "train", "comment", "required"]
+        assert hosted.jobs == dict.fromkeys(jobs, "success")
         planned = hosted
     else:
         assert hosted.jobs["train"] == "no-runner"
@@ -371,7 +381,7 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert re.fullmatch(IMAGE_SYNTAX[cloud], image)
     runners = ("ubuntu-latest", LABEL)
     planned = plan(project, runners=runners)
-    jobs = ["test", "launch-runner", "train", "comment", "cleanup", "required"]
+    jobs = ["test", "changes", "launch-runner", "train", "comment", "cleanup", "required"]
     assert planned.jobs == dict.fromkeys(jobs, "success")
     launch = planned.argv("launch-runner", "gpu-runner")
     assert launch[0] == "cml" and default_cml(project, "gpu-runner")[:3] == CML
@@ -446,9 +456,10 @@ def test_cloud_runner_is_launched_single_use_and_always_cleaned_up(
     assert forked.jobs == {
         **dict.fromkeys(jobs, "skipped"),
         "test": "success",
+        "changes": "success",
         "required": "success",
     }
-    assert {record["job"] for record in forked.records} == {"test", "required"}
+    assert {record["job"] for record in forked.records} == {"test", "changes", "required"}
 
 
 @pytest.mark.parametrize(
@@ -542,14 +553,13 @@ def feature_branch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-# The workflows the slow test executes, in order, and what triggers each: a new workflow needs
-# one line here (and its own assertions below). A workflow the bake does not have is skipped.
-# deploy.yml is planned, not executed: its gate needs a merged, trained commit and its image job
-# a docker daemon.
+# The workflows the slow test executes on a pull request, in order: a new workflow needs one
+# line here (and its own assertions below). A workflow the bake does not have is skipped.
+# train.yml on merged commits, deploy.yml and retrain.yml run in tests/test_release_cycle.py,
+# each from a fresh clone of a local origin, as the release cycle runs them.
 EXECUTED = {
     "ci.yml": pull_request(),
     "train.yml": pull_request(),
-    "retrain.yml": schedule(),
 }
 
 
@@ -574,7 +584,7 @@ def execute(project: Path, scratch: Path, workflows: dict[str, Event]) -> dict[s
 @pytest.mark.slow
 @pytest.mark.xdist_group("workflows")
 def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path: Path) -> None:
-    """ci.yml and train.yml on the pull request, then retrain.yml on its schedule."""
+    """ci.yml and train.yml on the pull request: every run step a pull request runs."""
     project = feature_branch
     runs = execute(project, tmp_path, EXECUTED)
     makes = [r for run_ in runs.values() for r in run_.records if r["kind"] == "make"]
@@ -583,14 +593,18 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     for name, run_ in runs.items():  # also the workflows added after ci.yml and train.yml
         assert "failure" not in run_.jobs.values(), f"{name}: {run_.jobs}\n{logs}"
     assert runs["ci.yml"].jobs == {"test": "success"}, logs
-    assert runs["train.yml"].jobs == dict.fromkeys(["train", "comment", "required"], "success")
+    jobs = ["changes", "train", "comment", "required"]
+    assert runs["train.yml"].jobs == dict.fromkeys(jobs, "success")
     # The required check ran for real and found training and the gate passed.
     assert runs["train.yml"].make("required", "required-check")["rc"] == 0
 
-    # Every run step of the executed workflows (and of the setup action) ran for real.
+    # Every run step a pull request runs (and the setup action's) ran for real; the steps of
+    # merged code only (push, release record) run in tests/test_release_cycle.py.
     ran = {" ".join(r["args"]) for r in makes}
     for path, _, found in steps_of(project):
-        if "run" in found and path.name in {*EXECUTED, "action.yml"}:
+        merged_only = "github.event_name == 'push'" in str(found.get("if"))
+        merged_only |= "github.event_name != 'pull_request'" in str(found.get("if"))
+        if "run" in found and path.name in {*EXECUTED, "action.yml"} and not merged_only:
             assert found["run"].split()[1] in ran, f"{path.name}: `{found['run']}` never ran"
     # Only `cml` stood in for the real thing: the one sticky comment, with the PR's token.
     [comment] = [r for name in ("ci.yml", "train.yml") for r in runs[name].commands()]
@@ -620,38 +634,17 @@ def test_every_run_step_of_ci_and_train_executes(feature_branch: Path, tmp_path:
     assert {"report.md", "reports/report/now/roc.png"} <= set(uploaded["files"])
     [downloaded] = train.actions("actions/download-artifact")
     assert downloaded["job"] == "comment" and downloaded["files"] == uploaded["files"]
-    # `make push` filled the local DVC remote beside the project.
-    storage = project.parent / "workflow-run-dvc-storage"
-    assert any(path.is_file() for path in storage.rglob("*"))
+    # A pull request's training is a preview: it keeps nothing (no push, no release record).
+    assert not train.makes("train", "push") and not train.makes("train", "release-record")
     for run_ in runs.values():
         assert_no_secret(run_)
-    if "retrain.yml" in runs:
-        check_retrain(runs["retrain.yml"], project)
-
-
-def check_retrain(retrain: ActRun, project: Path) -> None:
-    """The scheduled retraining: the first challenger wins (no champion yet), so the second job
-    pushes the patch as a branch to origin and opens its pull request (gh, recorded)."""
-    assert retrain.jobs == {"retrain": "success", "pull-request": "success"}, retrain.output
-    assert retrain.make("pull-request", "retrain-pr")["env"]["GH_TOKEN"] == "***"
-    calls = [r["argv"] for r in retrain.commands("gh")]
-    assert calls[0] == ["auth", "setup-git"] and calls[1][:3] == ["pr", "view", "retrain/auto"]
-    assert calls[2][:2] == ["pr", "create"] and len(calls) == 3, calls
-    create = calls[2]
-    assert create[create.index("--head") + 1] == "retrain/auto"
-    assert create[create.index("--body-file") + 1] == "reports/retrain.md"
-    origin = project.parent / "origin.git"
-    pushed = run(
-        ["git", "--git-dir", str(origin), "log", "-1", "--format=%s", "retrain/auto"], cwd=project
-    )
-    assert pushed.stdout.startswith("Retrain retrain/auto: challenger wins"), pushed.stdout
 
 
 # --- the required check, re-runs, fresh credentials ------------------------------------------
 
 
 # What the `required` step's decision reads (everything else in its environment is act's).
-DECISION = ("EVENT", "FORK", "ACTOR", "LAUNCH", "TRAIN", "GATE")
+DECISION = ("CHANGED", "EVENT", "FORK", "ACTOR", "LAUNCH", "TRAIN", "GATE")
 
 
 def decide(project: Path, planned: ActRun) -> tuple[int, str]:
@@ -697,6 +690,18 @@ def test_required_check_is_green_only_when_training_and_the_gate_passed(
     env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}, "GATE": "failure"}
     failed = run(["make", "required-check"], cwd=project, env=env, check=False)
     assert failed.returncode != 0 and "quality gate did not pass" in failed.stdout
+    # Nothing the model is built from changed (README, tests, deploy files): green at once,
+    # whoever asked; without the changes job's answer: red, with the reason.
+    for who in ({}, {"FORK": "true"}, {"ACTOR": "dependabot[bot]", "TRAIN": "skipped"}):
+        env = {**tool_env(VENV), **{name: given.get(name, "") for name in DECISION}, **who}
+        unchanged = run(["make", "required-check"], project, {**env, "CHANGED": "false"}, False)
+        assert (unchanged.returncode, unchanged.stdout.strip()) == (
+            0,
+            "no model inputs changed: nothing to train",
+        )
+    unknown = run(["make", "required-check"], project, {**env, "CHANGED": ""}, False)
+    assert unknown.returncode != 0
+    assert unknown.stdout.startswith("ERROR: the changes job did not say"), unknown.stdout
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
@@ -709,7 +714,7 @@ def test_rerun_of_failed_jobs_launches_a_runner_for_its_attempt(
     launches a machine of its own, and its train takes only that one."""
     project = bake(tmp_path, project="rerun-plan", gpu_runner=f"cloud-{cloud}")
     train = load(project / ".github/workflows/train.yml")["jobs"]["train"]
-    assert "needs" not in train
+    assert train["needs"] == "changes"  # never launch-runner
     second = f"cml-gpu-{TAG}-2"
     rerun = plan(project, runners=("ubuntu-latest", second), attempt="2")
     assert rerun.jobs["launch-runner"] == rerun.jobs["train"] == "success"
@@ -789,15 +794,23 @@ def test_credentials_are_requested_again_right_before_push(
     tmp_path: Path, plan: Plan, gpu_runner: str, remote: str, auth: str
 ) -> None:
     project = bake(tmp_path, project="push-plan", gpu_runner=gpu_runner, dvc_remote=remote)
-    planned = plan(project, runners=("ubuntu-latest", LABEL))
-    order = []
-    for record in planned.records:
-        if record["job"] != "train":
-            continue
-        if record["kind"] == "action":
-            order.append(record["action"])
-        elif record["kind"] == "make":
-            order.append("make " + " ".join(record["args"]))
+
+    def train_steps(planned: ActRun) -> list[str]:
+        order = []
+        for record in planned.records:
+            if record["job"] != "train":
+                continue
+            if record["kind"] == "action":
+                order.append(record["action"])
+            elif record["kind"] == "make":
+                order.append("make " + " ".join(record["args"]))
+        return order
+
+    # A pull request keeps nothing: one sign-in, no push. The merged commit pushes.
+    previewed = train_steps(plan(project, runners=("ubuntu-latest", LABEL)))
+    assert previewed.count(auth) == 1 and "make push" not in previewed, previewed
+    planned = plan(project, event=push(), runners=("ubuntu-latest", LABEL))
+    order = train_steps(planned)
     assert order.count(auth) == 2, order
     assert order.index(auth) < order.index("make pull") < order.index("make gate")
     assert order[order.index("make push") - 1] == auth, order
@@ -834,6 +847,82 @@ def test_empty_variables_fail_in_the_step_that_needs_them(tmp_path: Path, plan: 
     assert rc != 0 and said.startswith("ERROR: REPO_TOKEN is empty: set the variable "), said
 
 
+def test_an_unreachable_tracking_server_stops_make_repro_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    project = bake(tmp_path, project="preflight", mlflow_tracking="server")
+    uri = "http://127.0.0.1:9"  # nothing listens on the discard port
+    env = {**tool_env(VENV), "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": uri}
+    result = run(["make", "repro", f"VENV={VENV}"], project, env, check=False)
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0 and "Traceback" not in said
+    assert said.splitlines()[0].startswith(
+        f"ERROR: the MLflow tracking server {uri} (from the environment variable "
+        "MLFLOW_TRACKING_URI) does not answer"
+    ), said
+    assert not (project / "data" / "raw" / "churn.csv").exists()  # not even the data
+
+
+def test_retraining_pull_requests_start_their_checks_and_come_from_the_default_branch(
+    bakes,
+) -> None:
+    """A pull request opened with github.token starts no workflows: retrain.yml opens it with a
+    GitHub App's token minted in the job, or a named secret, and stops naming both without."""
+    _, project = bakes["defaults"]
+    job = load(project / ".github/workflows/retrain.yml")["jobs"]["pull-request"]
+    assert job["permissions"] == {"contents": "read"} and job["environment"] == "retrain-pr"
+    [minted] = [s for s in job["steps"] if "create-github-app-token" in s.get("uses", "")]
+    assert minted["if"] == "vars.RETRAIN_APP_CLIENT_ID != ''"
+    assert minted["with"]["permission-contents"] == "write"
+    assert minted["with"]["permission-pull-requests"] == "write"
+    [opened] = [s for s in job["steps"] if s.get("run") == "make retrain-pr"]
+    token = opened["env"]["GH_TOKEN"]
+    assert token == "${{ steps.app-token.outputs.token || secrets.RETRAIN_PR_TOKEN }}"
+    assert "github.token" not in json.dumps(job)
+
+    def retrain_pr(**env: str) -> tuple[int, str]:
+        result = run(["make", "retrain-pr"], project, {**tool_env(VENV), **env}, check=False)
+        return result.returncode, result.stdout.strip()
+
+    rc, said = retrain_pr(GH_TOKEN="")
+    assert rc != 0 and said.startswith("ERROR: no token that starts the pull request's checks")
+    assert all(name in said for name in ("RETRAIN_APP_CLIENT_ID", "RETRAIN_PR_TOKEN"))
+    rc, said = retrain_pr(GH_TOKEN="t", GITHUB_REF="refs/heads/feature", DEFAULT_BRANCH="main")
+    assert rc != 0 and said == (
+        "ERROR: retraining opens pull requests only from the default branch main; this run is "
+        "on refs/heads/feature: run retrain.yml on main"
+    )
+
+
+@pytest.mark.parametrize("bake_id", bake_ids())
+def test_pull_request_code_reaches_no_secret_that_changes_settings_tags_or_the_model(
+    bakes, bake_id: str
+) -> None:
+    """What a branch's workflow edit could read on a pull request: no registry token (a pull
+    request registers in its own job's store), no write token, and the runner-registration key
+    only behind the gpu-runner environment, whose reviewers approve each launch."""
+    answers, project = bakes[bake_id]
+    train = load(project / ".github/workflows/train.yml")["jobs"]["train"]
+    if "environment" in train:
+        assert train["environment"] == (
+            "${{ github.event_name == 'pull_request' && 'training' || 'release' }}"
+        )
+    if answers.get("mlflow_tracking") == "server":
+        assert train["env"]["MLFLOW_TRACKING_URI"] == (
+            "${{ github.event_name == 'pull_request' && 'sqlite:///mlflow.db' "
+            "|| vars.MLFLOW_TRACKING_URI }}"
+        )
+    assert "write" not in train["permissions"].values() or train["permissions"] == {
+        "contents": "read",
+        "id-token": "write",  # the DVC remote's role, which its environment names
+    }
+    for path in project.glob(".github/workflows/*.yml"):
+        for job_id, job in load(path)["jobs"].items():
+            text = json.dumps(job)
+            if "RUNNER_APP_PRIVATE_KEY" in text or "PERSONAL_ACCESS_TOKEN" in text:
+                assert job["environment"] == "gpu-runner", f"{path.name}/{job_id}"
+
+
 # --- the one pin table ---------------------------------------------------------------------
 
 RECORDED_LS_REMOTE = ROOT / "tests" / "data" / "ls-remote-create-github-app-token.txt"
@@ -841,7 +930,7 @@ RECORDED_LS_REMOTE = ROOT / "tests" / "data" / "ls-remote-create-github-app-toke
 
 def test_template_ci_takes_its_pins_from_the_table() -> None:
     text = (ROOT / ".github/workflows/ci.yml").read_text()
-    used = re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", text)
+    used = USES_LINE.findall(text)
     assert used and all(PIN_TABLE[action] == (sha, tag) for action, sha, tag in used), used
     assert pins.rewrite_uses(text, PIN_TABLE) == text
 
@@ -851,7 +940,7 @@ def test_every_uses_line_of_the_template_is_a_full_pin_from_the_table() -> None:
     for path in pins.pinned_files():
         for line in path.read_text().splitlines():
             if re.match(r"\s*(- )?uses:", line) and "./" not in line:
-                found = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v[\d.]+)", line)
+                found = USES_LINE.search(line)
                 assert found, f"{path.name}: {line.strip()}"
                 assert PIN_TABLE.get(found[1]) == (found[2], found[3]), f"{path.name}: {line}"
 

@@ -4,7 +4,8 @@ The table is the comment block of pins in templates/github.jinja (one action per
 `uses:` line is written out in full where it is used (the macros there, the generated workflows
 and local action, the template's own .github/workflows/ci.yml) so that GitHub, Dependabot and
 pin audits read real pins; this script rewrites the table and all of those lines together.
-Each action's newest release tag (vX.Y.Z, no pre-releases) and its
+Each action's newest release tag (vX.Y.Z, or vX.Y where an action tags no patch releases; no
+floating vX, no pre-releases) and its
 commit come from `git ls-remote --tags https://github.com/<owner>/<repo>`: this needs network.
 """
 
@@ -30,8 +31,10 @@ ROW = re.compile(
     r'^(?P<indent>\s*)"(?P<action>[\w.-]+/[\w.-]+)": "(?P<sha>[0-9a-f]{40}) # (?P<tag>v[\d.]+)",$',
     re.MULTILINE,
 )
-RELEASE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")  # a full release: no floating v4, no -beta
-USES = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)@[0-9a-f]{40} # v[\d.]+")
+# A full release: no floating v4, no -beta (vX.Y where an action tags no patch releases).
+RELEASE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
+# owner/repo, then the path of an action inside the repository (actions/cache/restore), if any.
+USES = re.compile(r"uses: (?P<action>[\w.-]+/[\w.-]+)(?P<path>/[\w./-]+)?@[0-9a-f]{40} # v[\d.]+")
 
 
 def read_table(text: str) -> dict[str, tuple[str, str]]:
@@ -52,7 +55,11 @@ def newest_release(ls_remote: str) -> tuple[str, str]:
             commits[tag] = sha
     if not commits:
         raise ValueError("no vX.Y.Z release tag in the ls-remote output")
-    newest = max(commits, key=lambda tag: tuple(int(part) for part in RELEASE.match(tag).groups()))
+
+    def version(tag: str) -> tuple[int, ...]:
+        return tuple(int(part or 0) for part in RELEASE.match(tag).groups())
+
+    newest = max(commits, key=version)
     return commits[newest], newest
 
 
@@ -69,7 +76,7 @@ def rewrite_uses(text: str, pins: dict[str, tuple[str, str]]) -> str:
         if match["action"] not in pins:
             raise ValueError(f"{match['action']} is not in the pin table ({TABLE.name})")
         sha, tag = pins[match["action"]]
-        return f"uses: {match['action']}@{sha} # {tag}"
+        return f"uses: {match['action']}{match['path'] or ''}@{sha} # {tag}"
 
     return USES.sub(uses, text)
 

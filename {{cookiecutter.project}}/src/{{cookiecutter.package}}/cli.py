@@ -61,9 +61,12 @@ def fail(headline: str, problems: Iterable[Any]) -> NoReturn:
 @app.command("check-params", rich_help_panel="Data and the pipeline")
 @friendly
 def check_params() -> None:
-    """Validate params.yaml (`make repro` runs this before any stage writes anything)."""
+    """Validate params.yaml and reach the registry (`make repro` runs this before any stage)."""
+    from {{ cookiecutter.package }}.registry.tracking import reachable
+
     settings = config.load_settings()
-    console.print(f"{config.PARAMS_FILE} is valid (model family: {settings.train.model})")
+    store = reachable(settings.registry)
+    console.print(f"{config.PARAMS_FILE} is valid (model family: {settings.train.model}); {store}")
 
 
 @app.command(rich_help_panel="Data and the pipeline")
@@ -270,13 +273,19 @@ def predict(
 @app.command("prepare-bento", rich_help_panel="Serving")
 @friendly
 def prepare_bento(
-    model_dir: ModelDir = None, model_version: ModelVersion = None, alias: Alias = None
+    model_dir: ModelDir = None,
+    model_version: ModelVersion = None,
+    alias: Alias = None,
+    release: Annotated[
+        bool, typer.Option("--release", help="name the model as the release record does")
+    ] = False,
 ) -> None:
     """Put the chosen model into BentoML's model store for `bentoml build` (`make build`)."""
+    from {{ cookiecutter.package }}.registry.release import load
     from {{ cookiecutter.package }}.serving.bento import prepare
     from {{ cookiecutter.package }}.serving.choice import choose
 
-    tag, info = prepare(choose(model_dir, model_version, alias))
+    tag, info = prepare(choose(model_dir, model_version, alias), load() if release else None)
     console.print(
         f"BentoML model {tag} <- {info.name} v{info.version} ({info.source}"
         f"{', alias ' + info.alias if info.alias else ''}); bentofile -> {config.BUILD_BENTOFILE}",
@@ -532,6 +541,101 @@ def canary(
     )
     if rollout.verdict != "promoted":
         raise typer.Exit(1)
+
+
+# --- releases (deploy.yml): what a merged commit built, taken up again without retraining ------
+
+
+@app.command("release-record", rich_help_panel="Deploys")
+@friendly
+def release_record() -> None:
+    """After the pipeline ran on a merged commit (train.yml): the release record, build/release."""
+    from {{ cookiecutter.package }}.registry.release import record
+
+    console.print(f"release record -> {record(config.load_settings())}", highlight=False)
+
+
+@app.command("release-apply", rich_help_panel="Deploys")
+@friendly
+def release_apply(
+    pull: Annotated[bool, typer.Option(help="also pull the outputs and check them")] = False,
+) -> None:
+    """Commit the release record on the merged commit; with --pull, fetch and check its outputs."""
+    from {{ cookiecutter.package }}.registry.release import apply
+
+    console.print("\n".join(apply(pull)), highlight=False, markup=False)
+
+
+@app.command("release-decision", rich_help_panel="Deploys")
+@friendly
+def release_decision() -> None:
+    """After `promote --decide-only`: roll out or not, and why (GitHub: output `promote`)."""
+    from {{ cookiecutter.package }}.registry.release import decision
+
+    console.print(decision(), highlight=False, markup=False)
+
+
+@app.command("release-promote", rich_help_panel="Deploys")
+@friendly
+def release_promote(
+    approved_by: Annotated[str, typer.Option(help="what approved: the canary")] = "canary",
+) -> None:
+    """After the rollout passed: promote the release as decided before it began."""
+    from {{ cookiecutter.package }}.registry.release import promote
+
+    done = promote(config.load_settings(), approved_by)
+    console.print(f"champion: {done['model_name']} {done['version']} ({done.get('git_tag')})")
+
+
+@app.command("export-bento", rich_help_panel="Deploys")
+@friendly
+def export_bento(bento: Annotated[str, typer.Option(help="the built bento's tag")]) -> None:
+    """The release's bento as one file named by its digest, with its holdout, in build/bento."""
+    from {{ cookiecutter.package }}.registry.release import load
+    from {{ cookiecutter.package }}.serving.bento import export_bento as export
+
+    record = export(bento, load())
+    console.print(f"{record['bento']} -> {config.BENTO_DIR / record['file']}", highlight=False)
+
+
+{%- if cookiecutter.deploy == 'local' %}
+
+
+@app.command("release-canary", rich_help_panel="Deploys")
+@friendly
+def release_canary(
+    live: Annotated[bool, typer.Option("--live", help="replay nothing: live traffic only")] = False,
+) -> None:
+    """Serving host: roll the bento in build/bento out against the stable side; exit 1 if not."""
+    from {{ cookiecutter.package }}.rollout.host import Host
+    from {{ cookiecutter.package }}.rollout.traffic import read_records
+
+    replay = None if live else read_records(config.BENTO_REPLAY)
+    host = Host.of(config.load_settings().canary)
+    rollout = host.release(replay, lambda line: console.print(line, highlight=False, markup=False))
+    console.print(f"{rollout.verdict.upper()}: {rollout.reason}", highlight=False, markup=False)
+    if rollout.verdict != "promoted":
+        raise typer.Exit(1)
+
+
+@app.command("release-rollback", rich_help_panel="Deploys")
+@friendly
+def release_rollback() -> None:
+    """Serving host: every request to the stable side, the canary stopped (any time, idempotent)."""
+    from {{ cookiecutter.package }}.rollout.host import Host
+
+    console.print(Host.of(config.load_settings().canary).rollback(), highlight=False)
+
+
+@app.command("serving-up", rich_help_panel="Deploys")
+@friendly
+def serving_up() -> None:
+    """Serving host: start the front and the stable server where they are not running."""
+    from {{ cookiecutter.package }}.rollout.host import Host
+
+    front, stable = Host.of(config.load_settings().canary).up()
+    console.print(f"front {front.url} -> {stable.url if stable else 'no release yet'}")
+{%- endif %}
 
 
 def main() -> None:

@@ -65,7 +65,15 @@ BUILD_BENTOFILE = BUILD_DIR / "bentofile.yaml"
 CANARY_REPORT = Path("reports/canary.json")
 CANARY_SUMMARY = CANARY_REPORT.with_suffix(".md")
 CANARY_WORKDIR = BUILD_DIR / "canary"
-CHAMPION_BUNDLE = BUILD_DIR / "champion.bundle"
+# A release (deploy.yml): what train.yml's run of a merged commit left for its deploy (the
+# changes its pipeline made, as a patch, and the registry record), and the bento exported from
+# it, named by its digest, with the record of what it carries.
+RELEASE_DIR = BUILD_DIR / "release"
+RELEASE_PATCH = RELEASE_DIR / "release.patch"
+RELEASE_RECORD = RELEASE_DIR / "release.json"
+BENTO_DIR = BUILD_DIR / "bento"
+BENTO_RECORD = BENTO_DIR / "bento.json"
+BENTO_REPLAY = BENTO_DIR / "replay.parquet"
 {%- if cookiecutter.deploy == 'kubernetes' %}
 # Kubernetes: the manifests rendered from params.yaml, and a release's overlay of them.
 K8S_DIR = Path("deploy/k8s")
@@ -287,6 +295,10 @@ class LocalCanarySettings(Strict):
     stable_port: Port
     canary_port: Port
     start_timeout_seconds: Annotated[float, Field(gt=0)]
+    # A release on the serving host (`make release-canary`): the front's public bind address,
+    # and where the host keeps what outlives a deploy job (bentos, servers, front).
+    front_host: Annotated[str, Field(min_length=1)]
+    home: Annotated[str, Field(min_length=1)]
 
 
 class CanarySettings(Strict):

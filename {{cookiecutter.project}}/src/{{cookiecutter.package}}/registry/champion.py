@@ -94,6 +94,7 @@ def promote(
     store = client(registry)
     commit, dirty = history.head()
     when = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    registered = _registered(settings, version)
     record = {
         "model_name": registry.model_name,
         "version": version,
@@ -101,13 +102,15 @@ def promote(
         "workflow_run": workflow_run(),
         "commit": commit,
         "commit_dirty": dirty,
-        "data_md5": _data_md5(settings, version),
+        "data_md5": _data_md5(settings, version) if registered else "",
         "promoted_at": when,
         "evidence": evidence,
     }
-    store.set_registered_model_alias(registry.model_name, ALIAS, version)
-    for key in ["approved_by", "workflow_run", "commit", "promoted_at"]:
-        store.set_model_version_tag(registry.model_name, version, f"promotion.{key}", record[key])
+    if registered:
+        store.set_registered_model_alias(registry.model_name, ALIAS, version)
+        for key in ["approved_by", "workflow_run", "commit", "promoted_at"]:
+            tag_key = f"promotion.{key}"
+            store.set_model_version_tag(registry.model_name, version, tag_key, record[key])
     if commit != "none":
         tag = f"{TAG_PREFIX}{when}"
         message = json.dumps({key: record[key] for key in record if key != "evidence"})
@@ -137,6 +140,25 @@ def workflow_run() -> str:
     if server and repo and run:
         return f"{server}/{repo}/actions/runs/{run}"
     return f"local ({os.environ.get('USER', 'unknown user')})"
+
+
+def _registered(settings: Settings, version: str) -> bool:
+    """Whether the store holds ``version``. A local store is new in every CI job and a release
+    there is named by its run (registry/release.py): then the git tag alone records it. A
+    tracking server must hold it."""
+    import mlflow.exceptions
+
+    registry = settings.registry
+    try:
+        client(registry).get_model_version(registry.model_name, version)
+    except mlflow.exceptions.MlflowException:
+        if local_store(settings):
+            return False
+        raise ModelNotFound(
+            f"{registry.model_name} v{version} is not registered in {tracking_uri(registry)}: "
+            "run `make repro` against this tracking server first"
+        ) from None
+    return True
 
 
 def _data_md5(settings: Settings, version: str) -> str:

@@ -6,12 +6,15 @@ with its commit; both read git through here.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 
-def git(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+def git(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = os.environ | env if env else None
+    command = ["git", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
 
 
 def resolve(ref: str) -> str:

@@ -54,6 +54,30 @@ def tracking_uri(settings: RegistrySettings) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
 
 
+def reachable(settings: RegistrySettings) -> str:
+    """The tracking store, checked before a run needs it: a server that does not answer its
+    /health stops `make repro` before the first stage (not minutes later, at `register`)."""
+    uri = tracking_uri(settings)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        source = "the environment variable MLFLOW_TRACKING_URI"
+    else:
+        source = "params.yaml registry.tracking_uri"
+    if not uri.startswith(("http://", "https://")):
+        return f"MLflow store {uri} (from {source})"
+    import httpx
+
+    try:
+        answer = httpx.get(f"{uri.rstrip('/')}/health", timeout=5).status_code
+    except httpx.HTTPError as error:
+        answer = type(error).__name__
+    if answer != 200:
+        raise ValueError(
+            f"the MLflow tracking server {uri} (from {source}) does not answer ({answer}): start "
+            "it (`make mlflow-server` runs one locally) or point MLFLOW_TRACKING_URI at yours"
+        )
+    return f"MLflow server {uri} (from {source}) answers"
+
+
 def client(settings: RegistrySettings) -> MlflowClient:
     """A client of the tracking store; mlflow is imported here, not at module load (~2 s)."""
     import mlflow

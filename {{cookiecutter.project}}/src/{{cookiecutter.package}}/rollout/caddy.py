@@ -132,13 +132,23 @@ def edge_config(listen: str, splitter: str) -> dict[str, Any]:
 class CaddyFront:
     """The edge and splitter Caddy processes in front of the stable and canary servers."""
 
-    def __init__(self, port: int, admin_port: int, workdir: Path) -> None:
-        self.listen = f"127.0.0.1:{port}"
+    def __init__(
+        self,
+        port: int,
+        admin_port: int,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        socket_dir: Path | None = None,
+    ) -> None:
+        self.listen = f"{host}:{port}"
         self.admin = f"127.0.0.1:{admin_port}"
-        self.url = f"http://{self.listen}"
+        # Clients on this host: an address bound on every interface answers on loopback too.
+        self.url = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
         self.workdir = workdir
-        # A short path: Unix socket names are limited to ~100 bytes.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="canary-"))
+        # A short path: Unix socket names are limited to ~100 bytes. A front that outlives its
+        # starter (a serving host's) keeps it where the next deploy finds it.
+        self.owns_socket_dir = socket_dir is None
+        self.socket_dir = socket_dir or Path(tempfile.mkdtemp(prefix="canary-"))
         self.splitter = f"unix/{self.socket_dir / 'split.sock'}"
         self.processes: list[subprocess.Popen] = []
         self.weights: dict[str, int] = {}
@@ -170,8 +180,15 @@ class CaddyFront:
             )
         )
 
+    def running(self) -> bool:
+        """Whether a splitter answers on the admin address (started here or earlier)."""
+        try:
+            return httpx.get(f"http://{self.admin}/config/", timeout=1).is_success
+        except httpx.HTTPError:
+            return False
+
     def _edge_listening(self) -> bool:
-        host, port = self.listen.rsplit(":", 1)
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
         with socket.socket() as sock:
             return sock.connect_ex((host, int(port))) == 0
 
@@ -214,4 +231,5 @@ class CaddyFront:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         self.processes.clear()
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if self.owns_socket_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)

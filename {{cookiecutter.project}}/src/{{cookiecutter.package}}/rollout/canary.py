@@ -56,17 +56,22 @@ def local_rollout(
     replay: list[dict[str, Any]] | None = None,
     keep_running: bool = False,
     echo: Callable[[str], None] = print,
+    front: CaddyFront | None = None,
 ) -> tuple[Rollout, dict[str, Any] | None]:
     """Start (or attach to) both servers and Caddy, replay records if given, run the rollout.
 
-    A side with no URL whose port already answers ``/readyz`` is attached to, not started.
-    Returns the rollout and what the replay clients saw. Everything started here is stopped at
-    the end unless ``keep_running``; a rolled-back canary started here is stopped in any case.
+    A side with no URL whose port already answers ``/readyz`` is attached to, not started; so
+    is a running ``front`` (a serving host's, rollout/host.py). Returns the rollout and what the
+    replay clients saw. Everything started here is stopped at the end unless ``keep_running``;
+    a rolled-back canary started here is stopped in any case.
     """
     from {{ cookiecutter.package }}.rollout.traffic import Replay
 
     started: list[Server] = []
-    front = CaddyFront(settings.local.front_port, settings.local.admin_port, workdir / "caddy")
+    attached = front is not None
+    front = front or CaddyFront(
+        settings.local.front_port, settings.local.admin_port, workdir / "caddy"
+    )
     try:
         servers = []
         for name, url, port, env in (
@@ -85,7 +90,10 @@ def local_rollout(
             )
             started.append(servers[-1])
         stable, canary = servers
-        front.start({stable.address: 100, canary.address: 0})
+        if attached:
+            front.set_weights({stable.address: 100, canary.address: 0})
+        else:
+            front.start({stable.address: 100, canary.address: 0})
         echo(f"front {front.url} -> stable {stable.url}, canary {canary.url}")
 
         with Progress(
@@ -117,7 +125,7 @@ def local_rollout(
             canary.stop()
         return rollout, traffic
     finally:
-        if not keep_running:
+        if not keep_running and not attached:
             front.stop()
             for server in started:
                 server.stop()

@@ -39,11 +39,7 @@ class Server:
         """The server and its workers (which run in sessions of their own)."""
         if self.process is None or self.process.poll() is not None:
             return []
-        try:
-            parent = psutil.Process(self.process.pid)
-            return [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return family_of(self.process.pid)
 
     def kill(self) -> None:
         """SIGKILL the server and every worker at once: a crash, as the canary tests need."""
@@ -53,15 +49,28 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM (the server stops its workers), then SIGKILL whatever is left."""
-        family = self.processes()
-        if not family:
-            return
+        if self.processes():
+            stop_family(self.processes())
+            self.process.wait()
+
+
+def family_of(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (a server's workers run in sessions of their own)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_family(family: list[psutil.Process]) -> None:
+    """SIGTERM the first (a server stops its workers), then SIGKILL whatever is left."""
+    with contextlib.suppress(psutil.NoSuchProcess):
         family[0].terminate()
-        _, alive = psutil.wait_procs(family, timeout=15)
-        for process in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        self.process.wait()
+    _, alive = psutil.wait_procs(family, timeout=15)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def start_server(
@@ -72,13 +81,14 @@ def start_server(
     service: str = SERVICE,
     working_dir: Path | None = None,
     timeout_s: float = 180.0,
+    home: Path | None = None,
 ) -> Server:
     """`bentoml serve` with the model chosen by ``model_env`` (SERVE_MODEL_*), ready to use."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SERVE_")}
     # Its own BentoML home: `bentoml serve` keeps its Prometheus files in
     # $BENTOML_HOME/prometheus_multiproc_dir and empties that folder when it starts, so two
     # servers sharing a home would wipe and mix each other's /metrics.
-    home = log.parent / f"{name}-bentoml"
+    home = home or log.parent / f"{name}-bentoml"
     env |= {"BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(home)} | model_env
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", service]
     command += ["--host", "127.0.0.1", "--port", str(port)]
