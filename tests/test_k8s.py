@@ -244,7 +244,7 @@ def test_local_deploy_bakes_no_kubernetes(tmp_path: Path) -> None:
     assert (project / "deploy" / "local" / "serving.service").exists()
     assert "k8s" not in yaml.safe_load((project / "params.yaml").read_text())
     assert "rollout:" not in (project / "Makefile").read_text()
-    assert "render-k8s" not in (project / "src" / "churn_model" / "cli.py").read_text()
+    assert "render-k8s" not in (project / "src" / "churn_model" / "cli" / "deploys.py").read_text()
 
 
 def test_the_generated_manifest_tests_pass(project: Path) -> None:

@@ -141,9 +141,10 @@ COMMAND_STATEMENTS = 8
 
 
 def commands() -> list[ast.FunctionDef]:
-    tree = ast.parse((SOURCE / "cli.py").read_text())
+    trees = [ast.parse(path.read_text()) for path in sorted((SOURCE / "cli").glob("*.py"))]
     return [
         node
+        for tree in trees
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
         and any("app.command" in ast.unparse(decorator) for decorator in node.decorator_list)
@@ -173,7 +174,7 @@ def test_the_walk_sees_real_imports() -> None:
     inside a function (the command line imports every stage that way)."""
     found = imported_modules(SOURCE / "pipeline" / "train.py")
     assert f"{PACKAGE}.modeling.model" in found and f"{PACKAGE}.contract.validation" in found
-    assert f"{PACKAGE}.pipeline.train" in imported_modules(SOURCE / "cli.py")
+    assert f"{PACKAGE}.pipeline.train" in imported_modules(SOURCE / "cli" / "pipeline.py")
 
 
 def test_an_upward_import_is_caught(tmp_path: Path) -> None:
