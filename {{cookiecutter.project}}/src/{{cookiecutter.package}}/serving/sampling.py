@@ -108,7 +108,7 @@ class Sampler:
         self.stopped = threading.Event()
         self.kept = self.written = 0
         self.lost = dict.fromkeys(DROP_REASONS, 0)
-        # Reasons logged and not yet cleared, with their losses then and at the last flush.
+        # Per reason logged and not yet cleared: samples lost since, now and after the last flush.
         self.failing: dict[str, int] = {}
         self.failing_before: dict[str, int] = {}
         self.parts = 0  # objects written to an object store by this process
@@ -241,8 +241,11 @@ class Sampler:
         ``retention.part_bytes`` (so retention can delete the oldest samples in slices)."""
         part = self.hour_parts.get(hour, 0)
         path = Path(hour_file(self.sink, hour, part))
-        while self.retention is not None and path.exists():
-            if path.stat().st_size < self.retention.part_bytes:
+        while self.retention is not None:
+            try:
+                if path.stat().st_size < self.retention.part_bytes:
+                    break
+            except FileNotFoundError:  # new, or deleted by retention: (re)started here
                 break
             part += 1
             path = Path(hour_file(self.sink, hour, part))

@@ -18,7 +18,7 @@ Retention bounds a local sink (params.yaml ``monitoring.retention``): an hour th
 oldest files go first. A worker starts its hour's next part once a part holds
 1/``PARTS_PER_LIMIT`` of the size limit, so the size limit deletes the oldest samples in thin
 slices, never a whole hour still being written. Buckets keep no such books: a lifecycle rule
-expires old objects there (docs/monitoring.md shows it for S3, GCS and Azure).
+expires old objects there (README.md, Monitoring, shows it for S3, GCS and Azure).
 """
 
 from __future__ import annotations
