@@ -247,15 +247,18 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def load(url: str, body: str, concurrency: int, seconds: float, work: Path) -> dict:
-    """(req/s, p50 s, p99 s) of POSTing ``body`` to ``url`` with ``concurrency`` connections."""
+def load(
+    url: str, body: str, concurrency: int, seconds: float, work: Path, threads: int = 1
+) -> dict:
+    """(req/s, p50 s, p99 s, errors) of POSTing ``body`` to ``url`` with ``concurrency``
+    connections; with wrk, also ``socket_errors`` (connect, read, write, timeout)."""
     if shutil.which("wrk"):
         script = work / "post.lua"
         script.write_text(LUA.format(body=body))
         out = subprocess.run(
             [
                 "wrk",
-                "-t1",
+                f"-t{threads}",
                 f"-c{concurrency}",
                 f"-d{int(seconds)}s",
                 "--latency",
@@ -274,14 +277,33 @@ def load(url: str, body: str, concurrency: int, seconds: float, work: Path) -> d
             return float(value) * units[unit]
 
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        sockets = re.search(
+            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+        )
         return dict(
             rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             p50=percentile("50"),
             p99=percentile("99"),
             errors=int(errors.group(1)) if errors else 0,
+            socket_errors=sum(map(int, sockets.groups())) if sockets else 0,
         )
     command = [sys.executable, "-c", LOADGEN, url, str(concurrency), str(seconds), body]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def prepared(work: Path, project_name: str, package: str, rows: int) -> tuple[Path, dict]:
+    """A default bake in ``work`` with a trained model, ``rows`` holdout rows and one holdout
+    record in its bench/ folder; and the environment that runs its code and BentoML."""
+    project = bake(work, project=project_name)
+    (project / "bench").mkdir()
+    env = tool_env() | {
+        "PYTHONPATH": str(project / "src"),
+        "BENTOML_HOME": str(work / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    console.print("training and writing the inputs ...")
+    python(PREPARE.format(pkg=package, rows=rows), project, env)
+    return project, env
 
 
 def peak_rss_mb(kilobytes: int) -> float:
@@ -296,15 +318,7 @@ def main() -> int:
     levels = [1, 8, 32]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        project = bake(work, project=PROJECT)
-        (project / "bench").mkdir()
-        env = tool_env() | {
-            "PYTHONPATH": str(project / "src"),
-            "BENTOML_HOME": str(work / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "True",
-        }
-        console.print("training and writing the inputs ...")
-        python(PREPARE.format(pkg=PACKAGE, rows=args.rows), project, env)
+        project, env = prepared(work, PROJECT, PACKAGE, args.rows)
         body = (project / "bench/record.json").read_text()
         (project / "bench/baseline.py").write_text(BASELINE.format(pkg=PACKAGE))
         (project / "bench/constant.py").write_text(CONSTANT)

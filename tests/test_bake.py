@@ -147,6 +147,11 @@ ALWAYS = {
     "tests/test_feedback_loop.py",
     "tests/test_quality.py",
     "tests/test_schedule.py",
+    # serving that runs for months (issue 22): the sink's layout and retention, its faults
+    "src/{package}/serving/sink.py",
+    "tests/faulty_sink.py",
+    "tests/test_retention.py",
+    "tests/test_sink_faults.py",
 }
 # (option, values) -> files that exist exactly when the option has one of those values.
 ONLY_WHEN = {

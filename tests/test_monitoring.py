@@ -33,6 +33,9 @@ SERVICE_METRICS = {
     "model_predictions_total",
     "model_rejected_requests_total",
     "model_info",
+    "model_samples_total",
+    "model_samples_dropped_total",
+    "model_samples_last_written_timestamp_seconds",
 }
 BENTOML_METRICS = {
     "bentoml_service_request_total",
@@ -74,7 +77,7 @@ def promtool(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
 def test_rules_and_scrape_config_are_valid(project: Path) -> None:
     monitoring = project / "deploy/monitoring"
     assert (
-        "SUCCESS: 7 rules found" in promtool("check", "rules", "alerts.yml", cwd=monitoring).stdout
+        "SUCCESS: 9 rules found" in promtool("check", "rules", "alerts.yml", cwd=monitoring).stdout
     )
     promtool("check", "config", "prometheus.yml", cwd=monitoring)
 
@@ -116,6 +119,8 @@ def test_rules_rendered_from_other_params_still_pass_their_tests(project: Path) 
         "latency_p95_seconds": 2.5,
         "rejected_rate": 0.45,
         "score_shift": 0.03,
+        "samples_dropped": 0.2,
+        "samples_stale_minutes": 40,
         "for_minutes": 25,
     }
     # The quality alert's limits are the holdout limits, on both sides.
@@ -131,6 +136,7 @@ def test_rules_rendered_from_other_params_still_pass_their_tests(project: Path) 
         run(command, cwd=project, env=env)
         rules = (project / "deploy/monitoring/alerts.yml").read_text()
         assert "> 0.01\n" in rules and "for: 25m" in rules and "> 43200" in rules
+        assert "> 0.2\n" in rules and "> 2400\n" in rules and "total[40m]" in rules
         assert '{metric="recall"}) < 0.5' in rules and '{metric="log_loss"}) > 0.5' in rules
         promtool("test", "rules", "alerts.test.yml", cwd=project / "deploy/monitoring")
     finally:
@@ -147,7 +153,10 @@ def test_rules_and_dashboard_read_only_metrics_that_exist(project: Path) -> None
     in_dashboard = set().union(*(metrics(expr) for expr in exprs))
     assert in_rules <= KNOWN and in_dashboard <= KNOWN, (in_rules | in_dashboard) - KNOWN
     service = next((project / "src").rglob("service.py")).read_text()
-    for name in ("model_prediction_score", "model_predictions", "model_rejected_requests"):
+    exported = ("model_prediction_score", "model_predictions", "model_rejected_requests")
+    exported += ("model_samples", "model_samples_dropped")
+    exported += ("model_samples_last_written_timestamp_seconds",)
+    for name in exported:
         assert f'name="{name}"' in service  # the service still exports what the rules read
-    assert {"model_drift_detected", "model_quality_bound"} <= in_rules
+    assert {"model_drift_detected", "model_quality_bound", "model_samples_dropped_total"} <= in_rules
     assert "model_rejected_requests_total" in in_dashboard

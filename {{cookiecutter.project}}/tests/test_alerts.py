@@ -39,6 +39,8 @@ def test_each_threshold_reaches_its_rule() -> None:
         latency_p95_seconds=1.25,
         rejected_rate=0.33,
         score_shift=0.04,
+        samples_dropped=0.03,
+        samples_stale_minutes=20,
         for_minutes=7,
         at_least={"roc_auc": 0.61, "recall": 0.4},
     )
@@ -48,6 +50,9 @@ def test_each_threshold_reaches_its_rule() -> None:
     assert rules["ModelServiceSlow"]["expr"].endswith("> 1.25")
     assert rules["ModelRequestsRejected"]["expr"].endswith("> 0.33")
     assert rules["ModelScoreShift"]["expr"].endswith("> 0.04")
+    assert rules["ModelSamplesDropped"]["expr"].endswith("> 0.03")
+    stale = rules["ModelSamplesStale"]["expr"]
+    assert "> 1200\n" in stale and "increase(model_samples_total[20m])" in stale
     quality = rules["ModelQualityBelowLimit"]["expr"]
     assert 'model_quality_bound{metric="roc_auc"}) < 0.61' in quality
     assert 'model_quality_bound{metric="recall"}) < 0.4' in quality

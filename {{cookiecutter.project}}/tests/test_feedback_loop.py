@@ -31,7 +31,7 @@ from {{ cookiecutter.package }}.config import load_settings
 from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.monitoring.quality import prom_labels
 from {{ cookiecutter.package }}.rollout.servers import start_server
-from {{ cookiecutter.package }}.serving.sampling import read_window
+from {{ cookiecutter.package }}.serving.sink import read_window
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool")

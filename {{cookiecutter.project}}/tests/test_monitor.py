@@ -26,7 +26,8 @@ from {{ cookiecutter.package }}.config import SERVICE
 from {{ cookiecutter.package }}.contract.validation import FEATURES
 from {{ cookiecutter.package }}.monitoring.monitor import DRIFT_EXIT_CODE, MonitorError, monitor
 from {{ cookiecutter.package }}.rollout.servers import Server
-from {{ cookiecutter.package }}.serving.sampling import Sampler, read_window
+from {{ cookiecutter.package }}.serving.sampling import Sampler
+from {{ cookiecutter.package }}.serving.sink import read_window
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -14,12 +14,8 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package }}.contract.validation import FEATURES
-from {{ cookiecutter.package }}.serving.sampling import (
-    Sampler,
-    from_settings,
-    read_predictions,
-    read_window,
-)
+from {{ cookiecutter.package }}.serving.sampling import Hooks, Sampler, from_settings
+from {{ cookiecutter.package }}.serving.sink import Retention, read_predictions, read_window
 
 START = datetime(2026, 1, 31, 22, 30, tzinfo=UTC)
 
@@ -53,9 +49,8 @@ def test_kept_samples_read_back_with_their_score_version_and_time(tmp_path, reco
     window = read_window(tmp_path, START, START + timedelta(minutes=1))
     assert len(window) == 5 and sampler.stats() == {
         "kept": 5,
-        "dropped": 0,
         "written": 5,
-        "failed": 0,
+        "dropped": {"queue_full": 0, "write_failed": 0, "bad_value": 0},
     }
     pd.testing.assert_frame_equal(
         window[FEATURES], records.head(5)[FEATURES].reset_index(drop=True), check_dtype=False
@@ -97,12 +92,15 @@ def test_rate_keeps_about_that_fraction(tmp_path, records) -> None:
 
 
 def test_full_buffer_drops_and_counts_instead_of_waiting(tmp_path, records) -> None:
-    drops: list[int] = []
-    sampler = Sampler(tmp_path, rate=1.0, max_buffer=5, flush_seconds=3600, on_drop=drops.append)
+    drops: list[tuple[str, int]] = []
+    drawn: list[int] = []
+    hooks = Hooks(drawn=drawn.append, dropped=lambda *drop: drops.append(drop))
+    sampler = Sampler(tmp_path, rate=1.0, max_buffer=5, flush_seconds=3600, hooks=hooks)
     rows = as_records(records.head(8))
     assert sampler.record(rows, np.full(8, 0.5), "1") == 5
     assert sampler.record(rows[:2], [0.5, 0.5], "1") == 0
-    assert drops == [3, 2] and sampler.dropped == 5
+    assert drops == [("queue_full", 3), ("queue_full", 2)] and sampler.lost["queue_full"] == 5
+    assert drawn == [8, 2]
     sampler.close()
     assert sampler.written == 5
 
@@ -110,10 +108,14 @@ def test_full_buffer_drops_and_counts_instead_of_waiting(tmp_path, records) -> N
 def test_a_failing_sink_is_counted_and_never_raises(tmp_path, records) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("not a directory")
-    sampler = Sampler(blocked, rate=1.0, flush_seconds=3600)
+    drops: list[tuple[str, int]] = []
+    sampler = Sampler(
+        blocked, rate=1.0, flush_seconds=3600, hooks=Hooks(dropped=lambda *d: drops.append(d))
+    )
     sampler.record(as_records(records.head(3)), [0.1, 0.2, 0.3], "1")
     assert sampler.flush() == 0
-    assert sampler.failed == 3 and sampler.written == 0
+    assert sampler.lost["write_failed"] == 3 and sampler.written == 0
+    assert drops == [("write_failed", 3)]  # a failed write is a lost sample, counted as one
     sampler.close()
 
 
@@ -204,8 +206,9 @@ def test_rate_outside_zero_one_is_refused(tmp_path) -> None:
 def test_service_settings_come_from_the_environment_then_params(
     tmp_path, monkeypatch, settings
 ) -> None:
-    monkeypatch.delenv("SERVE_SAMPLE_RATE", raising=False)
-    monkeypatch.delenv("SERVE_SAMPLE_SINK", raising=False)
+    names = ["RATE", "SINK", "MAX_AGE_HOURS", "MAX_MEGABYTES"]
+    for name in names:
+        monkeypatch.delenv(f"SERVE_SAMPLE_{name}", raising=False)
     monkeypatch.chdir(tmp_path)  # no params.yaml here: a bento served away from the project
     assert from_settings().rate == 0
     monkeypatch.setenv("SERVE_SAMPLE_RATE", "0.5")
@@ -214,16 +217,24 @@ def test_service_settings_come_from_the_environment_then_params(
     monkeypatch.setenv("SERVE_SAMPLE_SINK", str(tmp_path / "samples"))
     sampler = from_settings()
     assert (sampler.rate, sampler.sink) == (0.5, str(tmp_path / "samples"))
+    assert sampler.retention is None  # and the log says so
     sampler.close()
+    monkeypatch.setenv("SERVE_SAMPLE_MAX_AGE_HOURS", "48")
+    monkeypatch.setenv("SERVE_SAMPLE_MAX_MEGABYTES", "2.5")
+    sampler = from_settings()
+    assert sampler.retention == Retention(max_age_hours=48, max_megabytes=2.5)
+    sampler.close()
+    monkeypatch.setenv("SERVE_SAMPLE_MAX_MEGABYTES", "0")
+    with pytest.raises(ValueError, match="SERVE_SAMPLE_MAX_MEGABYTES='0' is not a number above 0"):
+        from_settings()
     monkeypatch.setenv("SERVE_SAMPLE_RATE", "lots")
     with pytest.raises(ValueError, match="SERVE_SAMPLE_RATE='lots'"):
         from_settings()
-    monkeypatch.delenv("SERVE_SAMPLE_RATE")
-    monkeypatch.delenv("SERVE_SAMPLE_SINK")
+    for name in names:
+        monkeypatch.delenv(f"SERVE_SAMPLE_{name}")
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the project: params.yaml decides
     sampler = from_settings()
-    assert (sampler.rate, sampler.sink) == (
-        settings.monitoring.sample_rate,
-        settings.monitoring.sink,
-    )
+    monitoring = settings.monitoring
+    assert (sampler.rate, sampler.sink) == (monitoring.sample_rate, monitoring.sink)
+    assert sampler.retention == Retention(**monitoring.retention.model_dump())
     sampler.close()

@@ -122,7 +122,12 @@ def test_the_cronjob_runs_the_services_image_on_the_schedule_and_reads_its_sink(
     name = config["metadata"]["name"]
     assert {"configMapRef": {"name": name}} in served["envFrom"]
     assert {"configMapRef": {"name": name}} in pod["containers"][0]["envFrom"]
-    root = yaml.safe_load((ROOT / "params.yaml").read_text())["monitoring"]["cluster_root"]
+    monitoring = yaml.safe_load((ROOT / "params.yaml").read_text())["monitoring"]
+    root = monitoring["cluster_root"]
     assert config["data"]["SERVE_SAMPLE_SINK"] == f"{root}/samples"
+    # Pods bound a volume by the retention of params.yaml; a bucket has a lifecycle rule.
+    kept = [config["data"].get(f"SERVE_SAMPLE_MAX_{key}") for key in ("AGE_HOURS", "MEGABYTES")]
+    wanted = [f"{monitoring['retention'][key]:g}" for key in ("max_age_hours", "max_megabytes")]
+    assert kept == ([None, None] if "://" in root else wanted)
     assert "monitor --model-dir" in pod["containers"][0]["command"][-1]
 {%- endif %}

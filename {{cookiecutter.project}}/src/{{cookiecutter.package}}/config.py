@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, MetricName
 
@@ -253,6 +254,8 @@ class AlertSettings(Strict):
     latency_p95_seconds: Annotated[float, Field(gt=0)]
     rejected_rate: Fraction
     score_shift: Fraction
+    samples_dropped: Fraction
+    samples_stale_minutes: Positive
     for_minutes: Positive
 
 
@@ -263,6 +266,13 @@ class QualitySettings(Strict):
     label_delay_hours: Annotated[float, Field(gt=0)]
     significance: Fraction
     event_type: Annotated[str, Field(pattern=r"^[\w.-]{1,100}$")]  # retrain.yml `trigger`
+
+
+class RetentionSettings(Strict):
+    """How long, and how much, a local sink keeps (serving/sink.py)."""
+
+    max_age_hours: Annotated[float, Field(gt=0)]
+    max_megabytes: Annotated[float, Field(gt=0)]
 
 
 class MonitoringSettings(Strict):
@@ -278,10 +288,31 @@ class MonitoringSettings(Strict):
     labels: Annotated[str, Field(min_length=1)]
     inbox: str
     quality: QualitySettings
+    retention: RetentionSettings
     alerts: AlertSettings
 {%- if cookiecutter.deploy == 'kubernetes' %}
     cluster_root: Annotated[str, Field(min_length=1)]
 {%- endif %}
+
+    @model_validator(mode="after")
+    def _retention_keeps_what_is_read(self) -> MonitoringSettings:
+        reads = {  # how far back each reader goes, and the key that sets it
+            "monitoring.window_hours": (self.window_hours, "`monitor` reads"),
+            "monitoring.quality.label_delay_hours": (
+                2 * self.quality.label_delay_hours,
+                "`feedback` joins labels to samples up to twice",
+            ),
+        }
+        key, (hours, who) = max(reads.items(), key=lambda item: item[1][0])
+        kept = self.retention.max_age_hours
+        if kept < hours:
+            problem = f"{who} {key}, {hours:g} h back: raise it to {hours:g} or lower {key}"
+            error = PydanticCustomError("value_error", problem)
+            where = ("retention", "max_age_hours")
+            shown = int(kept) if kept.is_integer() else kept  # as params.yaml wrote it
+            details = InitErrorDetails(type=error, loc=where, input=shown)
+            raise ValidationError.from_exception_data("retention", [details])
+        return self
 
 
 class LocalCanarySettings(Strict):

@@ -9,6 +9,9 @@ files equal the rendering. The rules read metrics that really exist:
 - BentoML's HTTP metrics (1.4 services): ``bentoml_service_request_total`` and
   ``bentoml_service_request_duration_seconds`` (labels ``endpoint``, ``http_response_code``,
   ``service_name``, ``service_version``);
+- the sampler's (serving/sampling.py, exported by the service): ``model_samples_total``
+  (drawn), ``model_samples_dropped_total{reason}`` and
+  ``model_samples_last_written_timestamp_seconds``;
 - gauges `monitor` writes for Prometheus' textfile collector: ``model_drift_detected``,
   ``model_monitor_last_run_timestamp_seconds``;
 - ``model_quality_bound{metric,model_version}``: the gauge `feedback` and `monitor` write from
@@ -78,6 +81,7 @@ def alerts(settings: MonitoringSettings, evaluate: EvaluateSettings) -> list[dic
     any evaluate limit there is no quality alert: nothing to compare with."""
     limits = settings.alerts
     stale_hours = 2 * settings.window_hours
+    stale_sink = limits.samples_stale_minutes
     floors = ", ".join(
         f"{name} {'>=' if name in evaluate.at_least else '<='} {limit:g}"
         for name, limit in {**evaluate.at_least, **evaluate.at_most}.items()
@@ -124,6 +128,24 @@ def alerts(settings: MonitoringSettings, evaluate: EvaluateSettings) -> list[dic
             "severity": "ticket",
             "summary": f"Mean prediction score of the last hour moved more than "
             f"{limits.score_shift:g} from its 7-day mean",
+        },
+        {
+            "alert": "ModelSamplesDropped",
+            "expr": "sum(rate(model_samples_dropped_total[15m]))\n"
+            f"/ sum(rate(model_samples_total[15m]))\n> {limits.samples_dropped:g}",
+            "severity": "ticket",
+            "summary": f"More than {limits.samples_dropped * 100:g}% of prediction samples are "
+            "lost over 15 minutes: `monitor` and `feedback` see less (model_samples_dropped_total "
+            "by reason says why; the service log once)",
+        },
+        {
+            # Only while samples are drawn: an idle service writes nothing and is not stale.
+            "alert": "ModelSamplesStale",
+            "expr": "time() - max(model_samples_last_written_timestamp_seconds)"
+            f" > {stale_sink * 60:g}\nand sum(increase(model_samples_total[{stale_sink}m])) > 0",
+            "severity": "ticket",
+            "summary": f"No prediction sample written for {stale_sink} minutes while predictions "
+            "are sampled: the sink hangs, or the sampler stopped",
         },
         {
             "alert": "ModelDriftDetected",
@@ -293,6 +315,19 @@ def _cases(
             f"{7 * 24 * 60 + shifted}m",
         ),
         (
+            "ModelSamplesDropped",
+            "1m",
+            [
+                {"series": "model_samples_total", "values": _counter(100, hold)},
+                {
+                    "series": 'model_samples_dropped_total{reason="write_failed"}',
+                    "values": _counter(100 * limits.samples_dropped * factor, hold),
+                },
+            ],
+            f"{hold}m",
+        ),
+        *_stale_cases(limits.samples_stale_minutes, limits.for_minutes, fires),
+        (
             "ModelDriftDetected",
             "1m",
             [{"series": "model_drift_detected", "values": _constant(int(fires), hold)}],
@@ -305,6 +340,28 @@ def _cases(
             f"{stale}m",
         ),
         ("ModelQualityBelowLimit", "1m", _quality_cases(evaluate, fires, hold), f"{hold}m"),
+    ]
+
+
+def _stale_cases(minutes: int, for_minutes: int, fires: bool) -> list[tuple[str, str, list, str]]:
+    """Samples drawn and written every minute for 10 minutes; then writing stops while drawing
+    goes on (fires), or both stop (an idle service: quiet), or neither does (quiet)."""
+    total = 10 + minutes + for_minutes + 10
+    stopped = f"0+60x10 600+0x{total - 10}"  # the gauge holds the time of the last write
+    drawing, idle = _counter(10, total), f"0+10x10 100+0x{total - 10}"
+    quiet = [(idle, stopped), (drawing, _counter(60, total))]
+    cases = [(drawing, stopped)] if fires else quiet
+    return [
+        (
+            "ModelSamplesStale",
+            "1m",
+            [
+                {"series": "model_samples_total", "values": drawn},
+                {"series": "model_samples_last_written_timestamp_seconds", "values": written},
+            ],
+            f"{total}m",
+        )
+        for drawn, written in cases
     ]
 
 

@@ -42,13 +42,8 @@ from {{ cookiecutter.package }}.config import DataSettings, MonitoringSettings, 
 from {{ cookiecutter.package }}.contract.validation import Problem
 from {{ cookiecutter.package }}.data import table_format
 from {{ cookiecutter.package }}.serving.ids import ID_FIELD, new_id
-from {{ cookiecutter.package }}.serving.sampling import (
-    SCORE,
-    TIMESTAMP,
-    VERSION,
-    read_predictions,
-    sink_of,
-)
+from {{ cookiecutter.package }}.serving.sampling import sink_of
+from {{ cookiecutter.package }}.serving.sink import SCORE, TIMESTAMP, VERSION, read_predictions
 
 OBSERVED = "observed_at"
 LABEL = "label"  # 1 for data.positive_class, else 0, as training encodes it (data.labels)

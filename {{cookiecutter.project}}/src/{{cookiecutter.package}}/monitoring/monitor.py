@@ -59,7 +59,8 @@ from {{ cookiecutter.package }}.monitoring.feedback import read_labelled, store
 from {{ cookiecutter.package }}.monitoring.shift import prediction_shift
 from {{ cookiecutter.package }}.monitoring.shift import to_dict as shift_dict
 from {{ cookiecutter.package }}.serving.choice import Choice, load
-from {{ cookiecutter.package }}.serving.sampling import SCORE, VERSION, read_window, sink_of
+from {{ cookiecutter.package }}.serving.sampling import sink_of
+from {{ cookiecutter.package }}.serving.sink import SCORE, VERSION, read_window
 
 __all__ = ["DRIFT_EXIT_CODE", "MonitorError", "Outcome", "monitor", "run", "summary"]
 

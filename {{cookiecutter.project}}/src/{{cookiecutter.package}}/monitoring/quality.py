@@ -48,7 +48,7 @@ from {{ cookiecutter.package }}.config import (
 )
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, Metric, compute
 from {{ cookiecutter.package }}.monitoring.feedback import LABEL, OBSERVED, read_labelled, store
-from {{ cookiecutter.package }}.serving.sampling import SCORE, TIMESTAMP, VERSION
+from {{ cookiecutter.package }}.serving.sink import SCORE, TIMESTAMP, VERSION
 
 Interval = tuple[float, float, float]  # (low, high, standard error of the test at the limit)
 

@@ -27,6 +27,7 @@ from typing import Any
 from {{ cookiecutter.package }}.config import SCHEDULE_DIR, ParamsError, Settings, sync_rendered
 {%- if cookiecutter.deploy == 'kubernetes' %}
 from {{ cookiecutter.package }}.monitoring.rendered import Block, dump
+from {{ cookiecutter.package }}.serving.sink import is_url
 {%- endif %}
 
 APP = "{{ cookiecutter.project }}"
@@ -108,6 +109,12 @@ LABELS = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": "monitor
 def config_map(settings: Settings) -> dict[str, Any]:
     """Where the pods keep samples and the monitor finds labels and its training reference."""
     root = settings.monitoring.cluster_root.rstrip("/")
+    kept = settings.monitoring.retention
+    # A volume is bounded by the pods themselves; a bucket by its lifecycle rule.
+    retention = {
+        "SERVE_SAMPLE_MAX_AGE_HOURS": f"{kept.max_age_hours:g}",
+        "SERVE_SAMPLE_MAX_MEGABYTES": f"{kept.max_megabytes:g}",
+    }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -115,6 +122,7 @@ def config_map(settings: Settings) -> dict[str, Any]:
         "data": {
             "SERVE_SAMPLE_RATE": f"{settings.monitoring.sample_rate:g}",
             "SERVE_SAMPLE_SINK": f"{root}/samples",
+            **({} if is_url(root) else retention),
             "MONITOR_LABELS": f"{root}/labels",
             "MONITOR_REFERENCE": f"{root}/reference/train.parquet",
         },

@@ -1,89 +1,77 @@
-"""Keep a sample of served predictions where `monitor` can read them back.
+"""Keep a sample of served predictions where `monitor` and `feedback` can read them back.
 
-The service calls ``Sampler.record(records, scores, version)`` after scoring. That call only
-draws which rows to keep and appends references to an in-memory buffer under a lock; a
+The service calls ``Sampler.record(records, scores, version, ids)`` after scoring. That call only
+draws which rows to keep and appends references to a bounded in-memory queue under a lock; a
 background thread serialises and writes them every ``flush_seconds`` (or sooner when
-``flush_rows`` wait). When the buffer is full new samples are dropped and counted, so a slow
-disk can never slow or fail a request; a failed write is logged and counted, never raised.
+``flush_rows`` wait). Nothing on the request path waits for the sink, and nothing the sink does
+reaches a request:
 
-Layout of a sink (UTC time)::
+- the queue full (a sink slower than the traffic, or one that hangs): new samples are dropped;
+- a write that raises (a full disk, a read-only directory, an unreachable bucket): its samples
+  are dropped and the writer carries on; the next flush tries again, so writing resumes by
+  itself when the sink recovers;
+- a sample holding a value JSON cannot (an object from a batch caller): dropped.
 
-    <sink>/<YYYY-MM-DD>/<HH>-<pid>.jsonl       one JSON object per line:
-    {"timestamp": "2026-01-31T12:00:00.123+00:00", "model_version": "3", "score": 0.41,
-     "request_id": "9f2c...", "record": {<the request's contract fields>}}
+Every lost sample is counted by reason (``DROP_REASONS``, the service's
+``model_samples_dropped_total{reason}``), and each reason is logged once when samples start to
+go and once when writing works again, never once per request.
 
-``request_id`` (serving/ids.py) is what `feedback` joins labels to; ``read_predictions`` reads
-the id, time, score and version of each sample without parsing its record.
-
-JSON Lines because a flush is one ``write`` of whole lines to a file opened for appending, and
-the pid in the name gives each BentoML worker process its own file: several workers never
-interleave, a crashed worker loses at most its unflushed buffer, and a reader sees only whole
-lines (a half-written last line is skipped). Parquet parts would need one file per flush.
+Samples go to hour files, one per worker process (serving/sink.py: the layout, the format,
+the readers and the retention that bounds a local sink). A flush is one ``write`` of whole lines
+to a file opened for appending, so workers never interleave, a crashed worker loses at most its
+unflushed queue, and a reader sees only whole lines. Parquet parts would need one file per flush.
 
 Scale-out: give ``sink`` an fsspec URL (``s3://bucket/samples``, ``gs://...``, ``az://...``,
 with s3fs / gcsfs / adlfs installed). Object stores cannot append, so each flush there writes
-its own object ``<HH>-<pid>-<n>.jsonl``; ``read_window`` reads both layouts.
+its own object.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from {{ cookiecutter.package }}.serving.ids import ID_FIELD
+from {{ cookiecutter.package }}.serving.sink import (
+    Retention,
+    append_lines,
+    hour_file,
+    is_url,
+    prune,
+    sample_line,
+)
 
 log = logging.getLogger(__name__)
 
-# Columns read_window adds next to the record's own fields.
-TIMESTAMP, SCORE, VERSION = "timestamp", "score", "model_version"
-HOUR_FILE = re.compile(r"([01]\d|2[0-3])-\d+(-\d+)?\.jsonl$")
+# Why a sample was lost; the first two are the sink's, and clear once a write works again.
+QUEUE_FULL, WRITE_FAILED, BAD_VALUE = "queue_full", "write_failed", "bad_value"
+DROP_REASONS = (QUEUE_FULL, WRITE_FAILED, BAD_VALUE)
+PRUNE_SECONDS = 60.0  # retention runs at most this often per worker (a listing of the sink)
+CLOSE_SECONDS = 10.0  # how long shutdown waits for the writer before giving its queue up
 
 
-def _is_url(sink: str | Path) -> bool:
-    return "://" in str(sink)
+def _ignore(*_: Any) -> None:
+    return None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):  # numpy scalars from batch callers
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to a sample")
+@dataclass(frozen=True)
+class Hooks:
+    """What the sampler tells the service's metrics (serving/service.py), with counts, never
+    once per sample: ``drawn`` (samples drawn, kept or not; on the request path), ``dropped``
+    (reason, samples lost) and ``written`` (the time of a successful write)."""
 
-
-def _without_nan(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: None if value != value else value for key, value in record.items()}
-
-
-def _line(
-    stamp: float, version: str, score: float, record: Mapping[str, Any], request_id: str | None
-) -> str:
-    row = {
-        TIMESTAMP: datetime.fromtimestamp(stamp, UTC).isoformat(),
-        VERSION: version,
-        SCORE: score,
-        ID_FIELD: request_id,
-        "record": record,
-    }
-    try:
-        return json.dumps(row, default=_jsonable, allow_nan=False)
-    except ValueError:  # NaN from a batch caller: JSON has null for a missing value
-        row["record"] = _without_nan(record)
-        return json.dumps(row, default=_jsonable, allow_nan=False)
-
-
-def _hour_file(sink: str, moment: datetime, suffix: str) -> str:
-    return f"{sink.rstrip('/')}/{moment:%Y-%m-%d}/{moment:%H}-{os.getpid()}{suffix}.jsonl"
+    drawn: Callable[[int], Any] = _ignore
+    dropped: Callable[[str, int], Any] = _ignore
+    written: Callable[[float], Any] = _ignore
 
 
 class Sampler:
@@ -97,7 +85,8 @@ class Sampler:
         max_buffer: int = 10_000,
         flush_rows: int = 1_000,
         flush_seconds: float = 5.0,
-        on_drop: Callable[[int], Any] | None = None,
+        hooks: Hooks | None = None,
+        retention: Retention | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -108,7 +97,8 @@ class Sampler:
         self.max_buffer = max_buffer
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
-        self.on_drop = on_drop
+        self.hooks = hooks or Hooks()
+        self.retention = None if is_url(self.sink) else retention  # buckets: a lifecycle rule
         self.clock = clock
         self.random = np.random.default_rng(seed)
         self.buffer: list[tuple[float, str, float, Mapping[str, Any], str | None]] = []
@@ -116,10 +106,17 @@ class Sampler:
         self.writing = threading.Lock()
         self.wake = threading.Event()
         self.stopped = threading.Event()
-        self.kept = self.dropped = self.written = self.failed = 0
+        self.kept = self.written = 0
+        self.lost = dict.fromkeys(DROP_REASONS, 0)
+        # Per reason logged and not yet cleared: samples lost since, now and after the last flush.
+        self.failing: dict[str, int] = {}
+        self.failing_before: dict[str, int] = {}
         self.parts = 0  # objects written to an object store by this process
+        self.hour_parts: dict[datetime, int] = {}  # the part of each recent hour being written
+        self.pruned_at = float("-inf")
         self.thread: threading.Thread | None = None
         if rate > 0:
+            self.hooks.written(self.clock())  # fresh as of the start: the stale alert's clock
             self.thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
             self.thread.start()
             atexit.register(self.close)
@@ -146,33 +143,69 @@ class Sampler:
                 for i in chosen[:room]
             ]
             self.buffer.extend(kept)
-            dropped = len(chosen) - len(kept)
             self.kept += len(kept)
-            self.dropped += dropped
             full = len(self.buffer) >= self.flush_rows
         if full:
             self.wake.set()
-        if dropped and self.on_drop is not None:
-            self.on_drop(dropped)
+        if len(chosen):
+            self.hooks.drawn(len(chosen))
+        if len(chosen) > len(kept):
+            self._lose(
+                QUEUE_FULL,
+                len(chosen) - len(kept),
+                f"the queue of {self.max_buffer} samples is full: {self.sink} is slower than the "
+                "traffic, or hangs",
+            )
         return len(kept)
 
+    def _lose(self, reason: str, count: int, why: str) -> None:
+        """Count ``count`` lost samples; the first loss of a reason is logged, with why."""
+        with self.lock:
+            self.lost[reason] += count
+            first = reason not in self.failing
+            self.failing[reason] = self.failing.get(reason, 0) + count
+        self.hooks.dropped(reason, count)
+        if first:
+            log.warning(
+                "prediction samples are being dropped (%s): %s. Counted in "
+                'model_samples_dropped_total{reason="%s"}; logged again when writing works',
+                reason,
+                why,
+                reason,
+            )
+
+    def _settle(self, wrote: bool) -> None:
+        """At the end of a flush: when it wrote, clear each sink reason that lost nothing since
+        the flush before (saying how much it lost in all); remember the losses so far."""
+        with self.lock:
+            cleared = {
+                reason: lost
+                for reason, lost in self.failing.items()
+                if wrote and reason != BAD_VALUE and self.failing_before.get(reason) == lost
+            }
+            for reason in cleared:
+                del self.failing[reason]
+            self.failing_before = dict(self.failing)
+        if cleared:
+            lost = ", ".join(f"{count} ({reason})" for reason, count in cleared.items())
+            log.warning(
+                "writing prediction samples to %s again; lost meanwhile: %s", self.sink, lost
+            )
+
     def flush(self) -> int:
-        """Write what the buffer holds; returns the rows written. Never raises."""
+        """Write what the queue holds; returns the rows written. Never raises."""
         with self.writing:  # one flush at a time: the writer thread, close() or a test
             return self._flush()
 
     def _flush(self) -> int:
         with self.lock:
             rows, self.buffer = self.buffer, []
-        if not rows:
-            return 0
         by_hour: dict[datetime, list[str]] = {}
         for stamp, version, score, record, request_id in rows:
             try:
-                line = _line(stamp, version, score, record, request_id)
+                line = sample_line(stamp, version, score, record, request_id)
             except (TypeError, ValueError) as error:
-                self.failed += 1
-                log.warning("sample not written: %s", error)
+                self._lose(BAD_VALUE, 1, f"a sample is not valid JSON: {error}")
                 continue
             hour = datetime.fromtimestamp(stamp, UTC).replace(minute=0, second=0, microsecond=0)
             by_hour.setdefault(hour, []).append(line)
@@ -181,52 +214,97 @@ class Sampler:
             try:
                 self._write(hour, "".join(f"{line}\n" for line in lines))
             except Exception as error:  # a full disk or a lost bucket must not stop serving
-                self.failed += len(lines)
-                log.warning(
-                    "%d samples lost: writing to %s failed: %s", len(lines), self.sink, error
-                )
+                self._lose(WRITE_FAILED, len(lines), f"writing to {self.sink} failed: {error}")
             else:
                 written += len(lines)
-        self.written += written
+        if written:
+            self.written += written
+            self.hooks.written(self.clock())
+        self._settle(wrote=written > 0)
+        self._prune_when_due()
         return written
 
     def _write(self, hour: datetime, text: str) -> None:
-        if not _is_url(self.sink):
-            path = Path(_hour_file(self.sink, hour, ""))
+        if not is_url(self.sink):
+            path = self._part(hour)
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:  # O_APPEND: whole lines per write
-                handle.write(text)
+            append_lines(path, text.encode())
             return
         import fsspec
 
         self.parts += 1
-        with fsspec.open(_hour_file(self.sink, hour, f"-{self.parts}"), "w") as handle:
+        with fsspec.open(hour_file(self.sink, hour, self.parts), "w") as handle:
             handle.write(text)
+
+    def _part(self, hour: datetime) -> Path:
+        """This worker's file for ``hour``: the next part once the current one holds
+        ``retention.part_bytes`` (so retention can delete the oldest samples in slices)."""
+        part = self.hour_parts.get(hour, 0)
+        path = Path(hour_file(self.sink, hour, part))
+        while self.retention is not None:
+            try:
+                if path.stat().st_size < self.retention.part_bytes:
+                    break
+            except FileNotFoundError:  # new, or deleted by retention: (re)started here
+                break
+            part += 1
+            path = Path(hour_file(self.sink, hour, part))
+        recent = {h: p for h, p in self.hour_parts.items() if h >= hour - timedelta(hours=1)}
+        self.hour_parts = recent | {hour: part}
+        return path
+
+    def _prune_when_due(self) -> None:
+        now = self.clock()
+        if self.retention is None or now - self.pruned_at < PRUNE_SECONDS:
+            return
+        self.pruned_at = now
+        try:
+            pruned = prune(self.sink, self.retention, datetime.fromtimestamp(now, UTC))
+        except OSError as error:  # retention must never stop the writing
+            log.warning("retention of %s failed, trying again in a minute: %s", self.sink, error)
+            return
+        if pruned.deleted:
+            log.info(
+                "retention deleted %d sample files (%.1f MB) from %s; it holds %.1f MB",
+                pruned.deleted,
+                pruned.freed_bytes / 1e6,
+                self.sink,
+                pruned.kept_bytes / 1e6,
+            )
 
     def _loop(self) -> None:
         while not self.stopped.is_set():
             self.wake.wait(self.flush_seconds)
             self.wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a bug here must not end the writer: later samples still count
+                log.exception("the sample writer failed; it carries on")
 
     def close(self) -> None:
-        """Stop the writer thread and write what is left (also run at interpreter exit)."""
+        """Stop the writer thread and write what is left (also run at interpreter exit). A sink
+        that hangs holds shutdown for at most ``CLOSE_SECONDS``; what it kept is counted lost."""
         self.stopped.set()
         self.wake.set()
         if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout=10)
-        self.flush()
+            self.thread.join(timeout=CLOSE_SECONDS)
+        if self.writing.acquire(timeout=CLOSE_SECONDS):
+            try:
+                self._flush()
+            finally:
+                self.writing.release()
+            return
+        with self.lock:
+            left, self.buffer = len(self.buffer), []
+        if left:
+            self._lose(WRITE_FAILED, left, f"{self.sink} did not answer before shutdown")
 
-    def stats(self) -> dict[str, int]:
-        return {
-            "kept": self.kept,
-            "dropped": self.dropped,
-            "written": self.written,
-            "failed": self.failed,
-        }
+    def stats(self) -> dict[str, Any]:
+        return {"kept": self.kept, "written": self.written, "dropped": dict(self.lost)}
 
 
 RATE_ENV, SINK_ENV = "SERVE_SAMPLE_RATE", "SERVE_SAMPLE_SINK"
+MAX_AGE_ENV, MAX_SIZE_ENV = "SERVE_SAMPLE_MAX_AGE_HOURS", "SERVE_SAMPLE_MAX_MEGABYTES"
 
 
 def sink_of(sink: str) -> str:
@@ -235,139 +313,56 @@ def sink_of(sink: str) -> str:
     return os.environ.get(SINK_ENV) or sink
 
 
-def from_settings(on_drop: Callable[[int], Any] | None = None) -> Sampler:
-    """The service's sampler: ``SERVE_SAMPLE_RATE`` / ``SERVE_SAMPLE_SINK`` when set (a
-    deployment, a bento served away from the project), else params.yaml ``monitoring`` when
-    serving from the project root, else off."""
+def _number(name: str, value: Any, upper: float | None = None) -> float:
+    """``value`` (from the environment variable ``name``) as a number: 0..``upper`` for a rate,
+    above 0 otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    fits = 0.0 <= number <= upper if upper is not None else number > 0
+    if not fits:
+        allowed = f"between 0 and {upper:g}" if upper is not None else "above 0"
+        raise ValueError(f"{name}={value!r} is not a number {allowed}")
+    return number
+
+
+def from_settings(hooks: Hooks | None = None) -> Sampler:
+    """The service's sampler: ``SERVE_SAMPLE_RATE`` / ``_SINK`` / ``_MAX_AGE_HOURS`` /
+    ``_MAX_MEGABYTES`` when set (a deployment, a bento served away from the project), else
+    params.yaml ``monitoring`` when serving from the project root; else sampling is off and a
+    local sink has no retention (the log says so)."""
     from {{ cookiecutter.package }}.config import PARAMS_FILE, load_settings
 
-    rate, sink = os.environ.get(RATE_ENV), os.environ.get(SINK_ENV)
-    if (rate is None or sink is None) and PARAMS_FILE.exists():
+    names = (RATE_ENV, SINK_ENV, MAX_AGE_ENV, MAX_SIZE_ENV)
+    values: dict[str, Any] = {name: os.environ.get(name) for name in names}
+    if None in values.values() and PARAMS_FILE.exists():
         monitoring = load_settings().monitoring
-        rate = monitoring.sample_rate if rate is None else rate
-        sink = monitoring.sink if sink is None else sink
-    try:
-        value = float(rate) if rate is not None else 0.0
-    except ValueError:
-        raise ValueError(f"{RATE_ENV}={rate!r} is not a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{RATE_ENV}={rate!r} is not a number between 0 and 1")
-    if value and not sink:
-        raise ValueError(f"{RATE_ENV} is {value} but no sink is set: set {SINK_ENV}")
-    log.info("sampling %.0f%% of predictions to %s", 100 * value, sink or "nowhere (off)")
-    return Sampler(sink or ".", value, on_drop=on_drop)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _files(sink: str, since: datetime, until: datetime) -> Iterator[tuple[Any, str]]:
-    """(filesystem, path) of every sample file whose hour overlaps [since, until]."""
-    import fsspec.core
-
-    fs, root = fsspec.core.url_to_fs(sink)
-    root = root.rstrip("/")
-    first = since.replace(minute=0, second=0, microsecond=0)
-    # The day folders that exist, listed once: a window of months is one listing, not one per
-    # day (each a request on a remote sink).
-    try:
-        folders = fs.ls(root, detail=False)
-    except FileNotFoundError:
-        return
-    days = []
-    for folder in folders:
-        try:
-            day = datetime.strptime(folder.rstrip("/").rsplit("/", 1)[-1], "%Y-%m-%d")
-        except ValueError:
-            continue  # not a day folder
-        if first.date() <= day.date() <= until.date():
-            days.append(day.replace(tzinfo=UTC))
-    for day in sorted(days):
-        for path in sorted(fs.glob(f"{root}/{day:%Y-%m-%d}/*.jsonl")):
-            named = HOUR_FILE.match(path.rsplit("/", 1)[-1])
-            if named and first <= day.replace(hour=int(named[1])) <= until:
-                yield fs, path
-
-
-def read_window(sink: str | Path, since: datetime, until: datetime) -> pd.DataFrame:
-    """Samples with ``since <= timestamp < until``: the record's fields as columns, plus
-    ``timestamp`` (UTC), ``score``, ``model_version`` and ``request_id`` (None in samples
-    written before ids existed). Naive datetimes are read as UTC."""
-    since, until = _as_utc(since), _as_utc(until)
-    stamps, versions, scores, records, ids = [], [], [], [], []
-    for fs, path in _files(str(sink), since, until):
-        with fs.open(path, "rt", encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line still being written, or cut by a crash
-                    continue
-                stamps.append(row[TIMESTAMP])
-                versions.append(row[VERSION])
-                scores.append(row[SCORE])
-                ids.append(row.get(ID_FIELD))
-                records.append(row["record"])
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    frame[TIMESTAMP] = pd.to_datetime(pd.Series(stamps, dtype="object"), utc=True, format="ISO8601")
-    frame[SCORE] = pd.Series(scores, dtype="float64")
-    frame[VERSION] = pd.Series(versions, dtype="object")
-    frame[ID_FIELD] = pd.Series(ids, dtype="object")
-    inside = (frame[TIMESTAMP] >= since) & (frame[TIMESTAMP] < until)
-    return frame[inside].sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
-
-
-def read_predictions(sink: str | Path, since: datetime, until: datetime) -> pd.DataFrame:
-    """The id, time, score and model version of the samples with ``since <= timestamp < until``
-    (what `feedback` joins labels to), without parsing their records.
-
-    Arrow's JSON reader parses each file in one call and skips the ``record`` field, several
-    times faster than ``read_window`` and a fraction of its memory; a file it cannot parse (a
-    line cut by a crash) is read line by line instead, skipping the broken line.
-    """
-    import pyarrow as pa
-
-    since, until = _as_utc(since), _as_utc(until)
-    tables = [_prediction_table(fs, path) for fs, path in _files(str(sink), since, until)]
-    table = pa.concat_tables(tables) if tables else _prediction_schema().empty_table()
-    frame = table.to_pandas()
-    inside = (frame[TIMESTAMP] >= since) & (frame[TIMESTAMP] < until)
-    return frame[inside].reset_index(drop=True)
-
-
-def _prediction_schema() -> Any:
-    import pyarrow as pa  # imported when first needed: the service itself never reads
-
-    return pa.schema(
-        [
-            (ID_FIELD, pa.string()),
-            (TIMESTAMP, pa.timestamp("us", tz="UTC")),
-            (SCORE, pa.float64()),
-            (VERSION, pa.string()),
-        ]
-    )
-
-
-def _prediction_table(fs: Any, path: str) -> Any:
-    import io
-
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    with fs.open(path, "rb") as handle:
-        data = handle.read()
-    schema = _prediction_schema()
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    try:
-        return pj.read_json(io.BytesIO(data), parse_options=options).select(schema.names)
-    except pa.ArrowInvalid:  # a broken line: parse the good ones one by one
-        rows = []
-        for line in data.splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            rows.append({name: row.get(name) for name in schema.names})
-        frame = pd.DataFrame.from_records(rows, columns=schema.names)
-        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
-        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+        kept = monitoring.retention
+        defaults = (monitoring.sample_rate, monitoring.sink, kept.max_age_hours, kept.max_megabytes)
+        values = {
+            name: default if values[name] is None else values[name]
+            for name, default in zip(names, defaults, strict=True)
+        }
+    rate = _number(RATE_ENV, values[RATE_ENV] or 0, upper=1)
+    sink = values[SINK_ENV]
+    if rate and not sink:
+        raise ValueError(f"{RATE_ENV} is {rate} but no sink is set: set {SINK_ENV}")
+    retention = None
+    if values[MAX_AGE_ENV] is not None and values[MAX_SIZE_ENV] is not None:
+        age, size = (_number(name, values[name]) for name in (MAX_AGE_ENV, MAX_SIZE_ENV))
+        retention = Retention(max_age_hours=age, max_megabytes=size)
+    if not rate:
+        log.info("sampling of predictions is off")
+    elif retention is not None or is_url(sink):
+        kept = "a bucket lifecycle rule" if is_url(sink) else f"{retention}"
+        log.info("sampling %.0f%% of predictions to %s, kept by %s", 100 * rate, sink, kept)
+    else:
+        log.warning(
+            "sampling %.0f%% of predictions to %s with no retention: set %s and %s",
+            100 * rate,
+            sink,
+            MAX_AGE_ENV,
+            MAX_SIZE_ENV,
+        )
+    return Sampler(sink or ".", rate, hooks=hooks, retention=retention)

@@ -33,6 +33,7 @@ from {{ cookiecutter.package }}.registry.tracking import ModelNotFound
 from {{ cookiecutter.package }}.serving import SCORE_BUCKETS
 from {{ cookiecutter.package }}.serving.choice import BENTO_MODEL, ModelInfo, choose, load
 from {{ cookiecutter.package }}.serving.ids import ID_FIELD, RequestIds, current, row_ids
+from {{ cookiecutter.package }}.serving.sampling import DROP_REASONS, Hooks
 from {{ cookiecutter.package }}.serving.sampling import from_settings as sampler_from_settings
 
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
@@ -67,9 +68,20 @@ MODEL_INFO = bentoml.metrics.Gauge(
     multiprocess_mode="livemax",
 )
 
+# The prediction samples kept for `monitor` and `feedback` (serving/sampling.py).
+SAMPLES = bentoml.metrics.Counter(
+    name="model_samples",
+    documentation="Scored records drawn for the sample (monitoring.sample_rate), kept or not",
+)
 SAMPLES_DROPPED = bentoml.metrics.Counter(
     name="model_samples_dropped",
-    documentation="Prediction samples not kept for `monitor` because the sampler's buffer was full",
+    documentation="Drawn samples lost, by reason: queue_full, write_failed, bad_value",
+    labelnames=["reason"],
+)
+SAMPLES_WRITTEN = bentoml.metrics.Gauge(
+    name="model_samples_last_written_timestamp_seconds",
+    documentation="When a worker last wrote samples to the sink (at first, when it started)",
+    multiprocess_mode="livemax",
 )
 
 # Problem.check -> the reason label of REJECTED; any other check is a value out of its rules.
@@ -300,7 +312,15 @@ class ModelService:
         self.positive = PREDICTIONS.labels(model_version=version, label="positive")
         self.negative = PREDICTIONS.labels(model_version=version, label="negative")
         # Samples for `monitor` (params.yaml monitoring, or SERVE_SAMPLE_RATE / _SINK).
-        self.sampler = sampler_from_settings(on_drop=SAMPLES_DROPPED.inc)
+        self.sampler = sampler_from_settings(
+            Hooks(
+                drawn=SAMPLES.inc,
+                dropped=lambda why, count: SAMPLES_DROPPED.labels(reason=why).inc(count),
+                written=SAMPLES_WRITTEN.set,
+            )
+        )
+        for why in DROP_REASONS:  # every reason's series exists, at 0, before its first loss
+            SAMPLES_DROPPED.labels(reason=why)
         MODEL_INFO.labels(
             model_name=self.info.name,
             model_version=self.info.version,
