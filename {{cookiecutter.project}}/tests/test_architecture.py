@@ -135,6 +135,15 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
+# A module longer than this holds more than one job: split it where the jobs part.
+MODULE_LINES = 400
+
+
+def test_every_module_is_short_enough_to_read() -> None:
+    lines = {path.relative_to(SOURCE): len(path.read_text().splitlines()) for path in sources()}
+    assert {str(path): n for path, n in lines.items() if n > MODULE_LINES} == {}
+
+
 # A command parses its options and calls one function of the package: its body (past the
 # docstring and imports) holds at most this many statements.
 COMMAND_STATEMENTS = 8

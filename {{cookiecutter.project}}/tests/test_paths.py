@@ -1,6 +1,6 @@
 """Every path once: the files dvc.yaml, the Makefile, the workflows and bentofile.yaml name are
-the ones config.py (or params.yaml) names, so moving a file is a one-line change that the other
-places follow or fail here."""
+the ones config/paths.py (or params.yaml) names, so moving a file is a one-line change that the
+other places follow or fail here."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def named_paths(source: Path) -> set[str]:
 def test_files_outside_the_package_name_only_paths_config_names(source: Path) -> None:
     named = config_paths() | params_paths()
     unknown = sorted(path for path in named_paths(source) if not known(path, named))
-    assert unknown == [], f"name these in config.py (or params.yaml), then use them: {unknown}"
+    assert unknown == [], f"name these in config/paths.py or params.yaml, then use them: {unknown}"
 
 
 def test_the_check_sees_an_unknown_path(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_a_cron_schedule_becomes_the_same_systemd_calendar(cron: str, calendar: 
 @pytest.mark.parametrize(
     ("cron", "says"),
     [
-        ("0 * * *", "should match pattern"),  # config.py: five fields
+        ("0 * * *", "should match pattern"),  # config/settings.py: five fields
         ("61 * * * *", "minute field '61'"),
         ("0 0 1 * 1", "not both"),
         ("0 9-5 * * *", "hour field '9-5'"),

@@ -11,7 +11,6 @@ from {{ cookiecutter.package }} import config
 from {{ cookiecutter.package }}.cli.app import app, console, friendly
 
 
-
 @app.command(rich_help_panel="Deploys")
 @friendly
 def canary(

@@ -95,7 +95,7 @@ def dump_params(document: Any) -> str:
 
 
 def scalar(value: Any) -> Any:
-    """``value`` as YAML that PyYAML (which config.py reads with) reads back unchanged: text
+    """``value`` as YAML that PyYAML (which config/params.py reads with) reads back unchanged: text
     such as "Yes", "1" or "null" is quoted."""
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 

@@ -1,86 +1,14 @@
-"""params.yaml as typed settings, and the files the pipeline passes between stages.
-
-Every module reads its settings from ``load_settings()``, never from a raw dict, so a bad value
-is caught once, here, with one line naming the key, the value and what is allowed. Every default
-lives in params.yaml: these models declare types and bounds, not values.
-"""
+"""params.yaml's sections as typed, read-only models: types and bounds, never values (every
+default lives in params.yaml)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from {{ cookiecutter.package }}.modeling.metrics import METRICS, MetricName
-
-PARAMS_FILE = Path("params.yaml")
-# The files `adopt` writes from a dataset: the data contract and the engineered features.
-SCHEMA_FILE = Path("src/{{ cookiecutter.package }}/contract/schema.py")
-ENGINEERED_FILE = Path("src/{{ cookiecutter.package }}/modeling/engineered.py")
-
-# Files passed between DVC stages; dvc.yaml lists the same paths.
-ANONYMISED = Path("data/interim/anonymised.parquet")
-TRAIN_SPLIT = Path("data/processed/train.parquet")
-TEST_SPLIT = Path("data/processed/test.parquet")
-VALIDATION_REPORT = Path("reports/validation.json")
-VALIDATION_MARKDOWN = VALIDATION_REPORT.with_suffix(".md")
-MODEL_DIR = Path("models/model")
-METRICS_FILE = Path("metrics.json")
-PLOTS_DIR = Path("reports/plots")
-TRAINING_INFO = Path("reports/training.json")
-REGISTRY_RECORD = Path("reports/registry.json")
-IMPORTANCE = Path("reports/importance.json")
-# The PR model report (`make report`) and the PNG plots it links, now and at the base ref.
-REPORT = Path("report.md")
-REPORT_ASSETS = Path("reports/report")
-# Continuous training: the previous training split (set aside before new data lands, the drift
-# reference of a retraining run), the drift report (JSON; its markdown section next to it), the
-# champion/challenger decision and the retraining pull request's body and patch.
-PREVIOUS_TRAIN_SPLIT = Path("data/reference/train.parquet")
-DRIFT_REPORT = Path("reports/drift.json")
-DRIFT_MARKDOWN = DRIFT_REPORT.with_suffix(".md")
-PROMOTION_RECORD = Path("reports/promotion.json")
-RETRAIN_BODY = Path("reports/retrain.md")
-RETRAIN_PATCH = Path("reports/retrain.patch")
-# Monitoring: the run's record, its gauges for Prometheus' textfile collector, the alert rules
-# (with their promtool tests) rendered from params.yaml, `feedback`'s record, model quality.
-MONITOR_RECORD = Path("reports/monitor.json")
-MONITOR_TEXTFILE = Path("reports/monitor.prom")
-ALERT_RULES = Path("deploy/monitoring/alerts.yml")
-ALERT_TESTS = Path("deploy/monitoring/alerts.test.yml")
-FEEDBACK_RECORD = Path("reports/feedback.json")
-QUALITY_REPORT = Path("reports/quality.json")
-QUALITY_MARKDOWN, QUALITY_TEXTFILE = (QUALITY_REPORT.with_suffix(s) for s in (".md", ".prom"))
-# Scratch outputs of make targets (bentofiles, logs, downloaded tools): never committed.
-BUILD_DIR = Path("build")
-# Serving: the BentoML service (`bentoml serve` target), its bentofile and the one `make build`
-# writes with the chosen model's pins.
-SERVICE = "{{ cookiecutter.package }}.serving.service:ModelService"
-BENTOFILE = Path("bentofile.yaml")
-BUILD_BENTOFILE = BUILD_DIR / "bentofile.yaml"
-# Deploys: the local canary's analysis and its servers' logs, the champion tag's bundle.
-CANARY_REPORT = Path("reports/canary.json")
-CANARY_SUMMARY = CANARY_REPORT.with_suffix(".md")
-CANARY_WORKDIR = BUILD_DIR / "canary"
-# A release (deploy.yml): what train.yml's run of a merged commit left for its deploy (the
-# changes its pipeline made, as a patch, and the registry record), and the bento exported from
-# it, named by its digest, with the record of what it carries.
-RELEASE_DIR = BUILD_DIR / "release"
-RELEASE_PATCH = RELEASE_DIR / "release.patch"
-RELEASE_RECORD = RELEASE_DIR / "release.json"
-BENTO_DIR = BUILD_DIR / "bento"
-BENTO_RECORD = BENTO_DIR / "bento.json"
-BENTO_REPLAY = BENTO_DIR / "replay.parquet"
-{%- if cookiecutter.deploy == 'kubernetes' %}
-# Kubernetes: the manifests rendered from params.yaml, and a release's overlay of them.
-K8S_DIR = Path("deploy/k8s")
-K8S_RELEASE_DIR = BUILD_DIR / "k8s-release"
-{%- endif %}
-SCHEDULE_DIR = Path("deploy/{{ 'k8s' if cookiecutter.deploy == 'kubernetes' else 'local' }}")  # the monitor's {% if cookiecutter.deploy == 'kubernetes' %}CronJob{% else %}timer{% endif %}
 
 
 class ParamsError(ValueError):
@@ -375,89 +303,3 @@ class Settings(Strict):
 {%- if cookiecutter.deploy == 'kubernetes' %}
     k8s: KubernetesSettings
 {%- endif %}
-
-
-def load_settings(path: Path = PARAMS_FILE) -> Settings:
-    """params.yaml, validated; a ParamsError names every bad key, one line each."""
-    if not path.exists():
-        raise ParamsError(
-            f"{path} not found: run commands from the project root, where params.yaml lives."
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from None
-    return parse_settings(raw, path)
-
-
-def parse_settings(raw: Any, source: Path = PARAMS_FILE) -> Settings:
-    """Settings from already-parsed params; errors name ``source`` and each bad key."""
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as error:
-        raise ParamsError("\n".join(_sentences(source, error, raw))) from None
-
-
-def _sentences(path: Path, error: ValidationError, raw: Any = None) -> list[str]:
-    lines: dict[str, str] = {}  # one line per key: a union's branches add to it
-    for problem in error.errors(include_url=False):
-        key = _key(raw, problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if key in lines:
-            lines[key] += f", or {message[0].lower()}{message[1:]}"
-        elif problem["type"] == "missing":
-            lines[key] = f"{path}: {key} is missing; add it (see the comments in {path})"
-        elif problem["type"] == "extra_forbidden":
-            lines[key] = f"{path}: {key} is not a setting; remove it or fix its spelling"
-        else:
-            lines[key] = f"{path}: {key} is {problem['input']!r}: {message}"
-    return list(lines.values())
-
-
-def _key(raw: Any, loc: tuple[int | str, ...]) -> str:
-    """The params.yaml key of an error: its location without pydantic's validator and union
-    branch names (``literal['auto']``, ``constrained-int``), which are not keys of the file."""
-    parts, node = [], raw
-    for index, part in enumerate(loc):
-        if isinstance(node, dict) and (part in node or index == len(loc) - 1):
-            parts.append(str(part))
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int):
-            parts.append(str(part))
-            node = node[part] if part < len(node) else None
-        elif raw is None and not str(part).startswith("function"):
-            parts.append(str(part))  # no input to walk: keep what pydantic says
-    return ".".join(parts)
-
-
-def stale_files(rendered: Mapping[Path, str]) -> list[Path]:
-    """Files rendered from params.yaml whose text on disk differs from a fresh rendering."""
-    return [
-        path for path, text in rendered.items() if not path.exists() or path.read_text() != text
-    ]
-
-
-def sync_rendered(rendered: Mapping[Path, str], check: bool, command: str) -> list[Path]:
-    """Write files rendered from params.yaml; with ``check``, write nothing and fail naming the
-    stale ones and the ``command`` that renders them."""
-    if check:
-        if stale := stale_files(rendered):
-            raise ParamsError(
-                f"{', '.join(map(str, stale))} differ from params.yaml: run `{command}` and "
-                "commit the result"
-            )
-        return []
-    for path, text in rendered.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(rendered)
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{"train.sklearn.max_iter": 300, ...}`` (MLflow params, diffs)."""
-    if not isinstance(tree, dict):
-        return {prefix.rstrip("."): tree} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}{key}."))
-    return flat
