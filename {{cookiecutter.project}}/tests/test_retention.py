@@ -103,6 +103,24 @@ def test_the_sampler_keeps_its_sink_within_retention_and_the_newest_samples(
     }
 
 
+def test_the_size_limit_holds_between_the_minutely_listings(tmp_path, records) -> None:
+    """Flushes a second apart, as under load: each write first makes room for itself, so the
+    sink never holds more than the limit, not even for the minute until the next listing."""
+    clock = [NOW.timestamp()]
+    limit = Retention(max_age_hours=2, max_megabytes=0.02)
+    sampler = Sampler(
+        tmp_path, rate=1.0, flush_seconds=3600, retention=limit, clock=lambda: clock[0]
+    )
+    rows = as_records(records.head(5))
+    for _ in range(120):
+        sampler.record(rows, [0.5] * 5, "1")
+        assert sampler.flush() == 5
+        assert sum(f.size for f in sample_files(tmp_path)) <= limit.max_bytes
+        clock[0] += 1
+    sampler.close()
+    assert len(read_window(tmp_path, NOW, NOW + timedelta(hours=1))) > 0
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 def test_a_full_disk_drops_counts_logs_once_and_recovers(tmp_path, records, caplog) -> None:
     """The hour file is /dev/full, on which every write fails with the kernel's ENOSPC."""

@@ -114,6 +114,9 @@ class Sampler:
         self.parts = 0  # objects written to an object store by this process
         self.hour_parts: dict[datetime, int] = {}  # the part of each recent hour being written
         self.pruned_at = float("-inf")
+        # Bytes this worker may write before the sink could pass its size limit, as of the last
+        # listing (None: not known, list before the next write).
+        self.room: int | None = None
         self.thread: threading.Thread | None = None
         if rate > 0:
             self.hooks.written(self.clock())  # fresh as of the start: the stale alert's clock
@@ -226,9 +229,11 @@ class Sampler:
 
     def _write(self, hour: datetime, text: str) -> None:
         if not is_url(self.sink):
+            data = text.encode()
+            self._make_room(len(data))
             path = self._part(hour)
             path.parent.mkdir(parents=True, exist_ok=True)
-            append_lines(path, text.encode())
+            append_lines(path, data)
             return
         import fsspec
 
@@ -253,16 +258,29 @@ class Sampler:
         self.hour_parts = recent | {hour: part}
         return path
 
-    def _prune_when_due(self) -> None:
-        now = self.clock()
-        if self.retention is None or now - self.pruned_at < PRUNE_SECONDS:
+    def _make_room(self, size: int) -> None:
+        """Keep the sink within its size limit between the minutely listings: count what this
+        worker writes, and list (and prune) again before a write could pass the limit."""
+        if self.retention is None:
             return
-        self.pruned_at = now
+        if self.room is not None and size <= self.room:
+            self.room -= size
+        elif self.room is not None or self.clock() - self.pruned_at >= PRUNE_SECONDS:
+            self._prune(self.retention, incoming=size)
+
+    def _prune_when_due(self) -> None:
+        if self.retention is not None and self.clock() - self.pruned_at >= PRUNE_SECONDS:
+            self._prune(self.retention)
+
+    def _prune(self, retention: Retention, incoming: int = 0) -> None:
+        self.pruned_at = now = self.clock()
+        self.room = None
         try:
-            pruned = prune(self.sink, self.retention, datetime.fromtimestamp(now, UTC))
+            pruned = prune(self.sink, retention, datetime.fromtimestamp(now, UTC), incoming)
         except OSError as error:  # retention must never stop the writing
             log.warning("retention of %s failed, trying again in a minute: %s", self.sink, error)
             return
+        self.room = max(retention.max_bytes - pruned.kept_bytes - incoming, 0)
         if pruned.deleted:
             log.info(
                 "retention deleted %d sample files (%.1f MB) from %s; it holds %.1f MB",

@@ -15,7 +15,7 @@ version (what `feedback` joins labels to); both read every layout and skip a tor
 
 Retention bounds a local sink (params.yaml ``monitoring.retention``): an hour that ended
 ``max_age_hours`` ago is deleted, and while the sink holds more than ``max_megabytes`` its
-oldest files go first. A worker starts its hour's next part once a part holds
+oldest files go first (the writer makes room before a write that would pass the limit). A worker starts its hour's next part once a part holds
 1/``PARTS_PER_LIMIT`` of the size limit, so the size limit deletes the oldest samples in thin
 slices, never a whole hour still being written. Buckets keep no such books: a lifecycle rule
 expires old objects there (README.md, Monitoring, shows it for S3, GCS and Azure).
@@ -152,14 +152,17 @@ class Retention:
     def part_bytes(self) -> int:
         return max(self.max_bytes // PARTS_PER_LIMIT, 1)
 
-    def expired(self, files: list[SampleFile], now: datetime) -> list[SampleFile]:
+    def expired(
+        self, files: list[SampleFile], now: datetime, incoming: int = 0
+    ) -> list[SampleFile]:
         """Of ``files`` (oldest first, as ``sample_files`` lists them) those to delete: each
         hour that ended ``max_age_hours`` or more before ``now``, then the oldest of the rest
-        while they hold more than the size limit."""
+        while they and the ``incoming`` bytes about to be written hold more than the size
+        limit."""
         cutoff = now - timedelta(hours=self.max_age_hours)
         old = [file for file in files if file.hour + timedelta(hours=1) <= cutoff]
         kept = files[len(old) :]  # sorted by hour: the expired hours come first
-        excess = sum(file.size for file in kept) - self.max_bytes
+        excess = sum(file.size for file in kept) + incoming - self.max_bytes
         too_many = []
         for file in kept:
             if excess <= 0:
@@ -176,13 +179,14 @@ class Pruned:
     kept_bytes: int
 
 
-def prune(sink: str | Path, retention: Retention, now: datetime) -> Pruned:
-    """Delete what ``retention`` no longer keeps from a local sink, and day folders left empty.
+def prune(sink: str | Path, retention: Retention, now: datetime, incoming: int = 0) -> Pruned:
+    """Delete what ``retention`` no longer keeps from a local sink (leaving room for
+    ``incoming`` bytes), and day folders left empty.
 
     Safe beside other workers pruning the same sink: a file another one deleted first is skipped,
     and a worker whose current part was deleted starts it again at its next write."""
     files = sample_files(sink)
-    doomed = retention.expired(files, now)
+    doomed = retention.expired(files, now, incoming)
     freed = 0
     for file in doomed:
         with contextlib.suppress(FileNotFoundError):
