@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package }}.config import ENGINEERED_FILE, SCHEMA_FILE
 from {{ cookiecutter.package }}.modeling.metrics import METRICS
 
 PACKAGE = "{{ cookiecutter.package }}"
@@ -135,12 +136,19 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
-# A module longer than this holds more than one job: split it where the jobs part.
+# A module longer than this holds more than one job: split it where the jobs part. The files
+# `make adopt` writes from your data grow with its columns, by design, and are not held to it.
 MODULE_LINES = 400
+WRITTEN_FROM_DATA = {SCHEMA_FILE, ENGINEERED_FILE}
 
 
 def test_every_module_is_short_enough_to_read() -> None:
-    lines = {path.relative_to(SOURCE): len(path.read_text().splitlines()) for path in sources()}
+    project = SOURCE.parents[1]
+    lines = {
+        path.relative_to(project): len(path.read_text().splitlines())
+        for path in sources()
+        if path.relative_to(project) not in WRITTEN_FROM_DATA
+    }
     assert {str(path): n for path, n in lines.items() if n > MODULE_LINES} == {}
 
 
