@@ -15,9 +15,10 @@ version (what `feedback` joins labels to); both read every layout and skip a tor
 
 Retention bounds a local sink (params.yaml ``monitoring.retention``): an hour that ended
 ``max_age_hours`` ago is deleted, and while the sink holds more than ``max_megabytes`` its
-oldest files go first (the writer makes room before a write that would pass the limit). A worker starts its hour's next part once a part holds
-1/``PARTS_PER_LIMIT`` of the size limit, so the size limit deletes the oldest samples in thin
-slices, never a whole hour still being written. Buckets keep no such books: a lifecycle rule
+oldest files go first (the writer makes room before a write that would pass the limit). A
+worker starts its hour's next part once a part holds 1/``PARTS_PER_LIMIT`` of the size limit,
+so the size limit deletes the oldest samples in thin slices, never a whole hour still being
+written. Buckets keep no such books: a lifecycle rule
 expires old objects there (README.md, Monitoring, shows it for S3, GCS and Azure).
 """
 
