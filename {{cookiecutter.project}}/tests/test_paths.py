@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,25 @@ def test_the_makefile_reads_the_raw_file_from_params() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^RAW := \$\(shell .*params\.yaml\)$", makefile, re.MULTILINE)
     assert "data/raw/" not in makefile
+
+
+def test_a_fresh_clone_pulls_the_raw_data(tmp_path: Path, settings) -> None:
+    """DVC collects .dvc files only outside folders it takes for git-ignored, and its matcher
+    takes `/data/raw/*` for the folder itself: the raw data's .dvc file would then be invisible,
+    `dvc pull` would leave the data out and every stage would look stale. With the project's
+    .gitignore, git ignores the raw file and DVC still sees its .dvc file."""
+    from dvc.repo import Repo
+
+    (tmp_path / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    raw = tmp_path / settings.data.raw
+    raw.parent.mkdir(parents=True)
+    raw.write_text("id,label\n1,0\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*dvc, "add", "-q", settings.data.raw], cwd=tmp_path, check=True)
+    ignored = subprocess.run(["git", "check-ignore", "-q", settings.data.raw], cwd=tmp_path)
+    assert ignored.returncode == 0  # the data itself is never committed
+    with Repo(str(tmp_path)) as repo:
+        tracked = {Path(stage.path) for stage in repo.index.stages}
+    assert raw.with_name(f"{raw.name}.dvc") in tracked
