@@ -129,8 +129,9 @@ def summary(project: Path) -> None:
         table.add_row(name, f"{value:.4f}")
     console.print(table)
     console.print(
-        f"MLflow: model [bold]{record['model_name']}[/] version {version.version} has alias "
-        f"[bold]{record['alias']}[/] (run {record['run_id']}, store {project / 'mlflow.db'})"
+        f"MLflow: model [bold]{record['model_name']}[/] version {version.version} has aliases "
+        f"[bold]{', '.join(sorted(version.aliases))}[/] (run {record['run_id']}, store "
+        f"{project / 'mlflow.db'})"
     )
     console.print(f"Project: {project}  ({answers['model']} model)")
     for label, path in [

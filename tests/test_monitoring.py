@@ -158,5 +158,6 @@ def test_rules_and_dashboard_read_only_metrics_that_exist(project: Path) -> None
     exported += ("model_samples_last_written_timestamp_seconds",)
     for name in exported:
         assert f'name="{name}"' in service  # the service still exports what the rules read
-    assert {"model_drift_detected", "model_quality_bound", "model_samples_dropped_total"} <= in_rules
+    read = {"model_drift_detected", "model_quality_bound", "model_samples_dropped_total"}
+    assert read <= in_rules
     assert "model_rejected_requests_total" in in_dashboard
