@@ -1,7 +1,7 @@
 """Files `adopt` writes and a user may change: fingerprints, and params.yaml edited in place.
 
 A file adopt writes ends with a fingerprint line: a hash of the rest of the file. While the
-hash matches, the file is as adopt (or the template) wrote it, and adopt may rewrite it; once
+hash matches, the file is as adopt (or project generation) wrote it, and adopt may rewrite it; once
 the user edits it, it is theirs, and adopt rewrites it only with --force. params.yaml is never
 rewritten whole: adopt sets single keys through a round-trip YAML editor, so every comment and
 every other value stays as the user left it.
@@ -48,7 +48,7 @@ class State(Enum):
     ABSENT = "absent"  # nothing there yet
     SAME = "same"  # exactly what would be written
     KEPT = "kept"  # the user edited what adopt wrote from this same rendering: theirs stands
-    OURS = "ours"  # unchanged since the template or adopt wrote it: may be replaced
+    OURS = "ours"  # unchanged since generation or adopt wrote it: may be replaced
     CHANGED = "changed"  # the user's: replaced only with --force
 
 

@@ -2,8 +2,8 @@
 
 One home for each, used by drift (training data against recent data, monitoring/drift.py),
 the local canary (the stable server's score histogram against the canary's,
-rollout/analysis.py) and, as its formula and constants, the Argo AnalysisTemplate's PromQL
-(rollout/k8s.py):
+rollout/analysis.py) and, as its formula and constants, the PromQL query of the Argo Rollouts
+analysis (rendered by rollout/k8s.py):
 
 - ``psi``: the population stability index of two count vectors over the same bins,
   ``sum((c - r) * ln(c / r))`` over the bins' shares ``r`` and ``c``. Each count is smoothed by
